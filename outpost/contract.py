@@ -1,0 +1,150 @@
+"""The wire contract between agent, CLI and service.
+
+Paths, status and stream names, and the JSON shapes of agent calls. The agent and
+the CLI import only this (never `automation` or `telemetry`), so keeping it small
+and explicit is what keeps the two sides in step.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+API = "/api/v1"
+
+# Public (no auth)
+HEALTH = f"{API}/health"
+ENDPOINTS = f"{API}/endpoints"
+# Worker-authenticated (bearer = worker credential)
+AGENT_REGISTER = f"{API}/agent/register"  # auth: registration key in the body
+AGENT_SELF = f"{API}/agent/self"  # GET: authenticated no-op; DELETE: deregister
+AGENT_POLL = f"{API}/agent/poll"
+AGENT_LEASE = f"{API}/agent/jobs/{{job_id}}/lease"
+AGENT_EVENTS = f"{API}/agent/jobs/{{job_id}}/events"
+AGENT_HEARTBEAT = f"{API}/agent/heartbeat"
+AGENT_DIAGNOSTICS = f"{API}/agent/diagnostics"
+
+# Response header every Outpost answer carries; `diagnose` uses it to tell Outpost
+# from a proxy's error page.
+SERVICE_HEADER = "X-Outpost-Version"
+
+
+class JobStatus(StrEnum):
+    NEW = "New"
+    ACTIVATING = "Activating"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    SUSPENDED = "Suspended"
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.SUSPENDED})
+
+
+class StreamType(StrEnum):
+    OUTPUT = "Output"
+    ERROR = "Error"
+    WARNING = "Warning"
+    VERBOSE = "Verbose"
+    DEBUG = "Debug"
+    PROGRESS = "Progress"
+
+
+class RunbookType(StrEnum):
+    PYTHON3 = "python3"
+    BASH = "bash"
+    PWSH = "pwsh"
+
+
+PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class JobParam(BaseModel):
+    """One `--param`: named (``k=v``) or positional (``VALUE``)."""
+
+    name: str | None = None
+    value: str
+
+
+class RegisterRequest(BaseModel):
+    key: str
+    group: str
+    name: str
+    hostname: str = ""
+    os_type: str = "Linux"
+    os_name: str = ""
+    os_version: str = ""
+    agent_version: str = ""
+    force: bool = False
+
+
+class RegisterResponse(BaseModel):
+    worker_id: str
+    name: str
+    group: str
+    credential: str
+
+
+class JobAssignment(BaseModel):
+    """What a poll answers with: everything the agent needs to run the job."""
+
+    job_id: str
+    runbook: str
+    runbook_type: RunbookType
+    content: str
+    params: list[JobParam] = Field(default_factory=list)
+    timeout_s: float | None = None
+    lease_seconds: float
+    activation: int = 1
+    traceparent: str | None = None
+
+
+class LeaseResponse(BaseModel):
+    lease_expires_at: str
+    actions: list[str] = Field(default_factory=list)  # "stop"
+
+
+class StreamRecord(BaseModel):
+    seq: int = Field(ge=0)
+    stream: StreamType
+    time: str
+    text: str
+
+
+class StatusEvent(BaseModel):
+    status: JobStatus
+    reason: str | None = None
+    exit_code: int | None = None
+
+
+class EventBatch(BaseModel):
+    """Stream records (idempotent by ``seq``) and an optional status change."""
+
+    records: list[StreamRecord] = Field(default_factory=list)
+    status: StatusEvent | None = None
+
+
+class EventAck(BaseModel):
+    accepted: int
+    duplicates: int
+    status: JobStatus
+
+
+def error_detail(payload: Any) -> str:
+    """Best readable message from an error body (FastAPI ``detail`` or plain text)."""
+    if isinstance(payload, dict):
+        detail = payload.get("detail", payload)
+        if isinstance(detail, list):  # pydantic validation errors
+            parts = []
+            for item in detail:
+                loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
+            return "; ".join(parts)
+        return str(detail)
+    return str(payload)

@@ -1,0 +1,110 @@
+"""The agent's on-disk identity: what `outpost worker register` writes.
+
+Layout of a state directory (all files 0600, directory 0700):
+
+- ``registration.json``: ``{"url", "worker_id", "name", "group", "ca_file", "registered_at"}``
+- ``credential``: the per-worker secret, a single line; never printed or logged
+- ``status.json``: runtime facts the agent updates (``last_poll_ok``, ``last_heartbeat_ok``,
+  ``pid``), read by `outpost diagnose`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REGISTRATION_FILE = "registration.json"
+CREDENTIAL_FILE = "credential"
+STATUS_FILE = "status.json"
+
+
+class StateError(Exception):
+    """The state directory is missing, unreadable or inconsistent."""
+
+
+@dataclass
+class Registration:
+    url: str
+    worker_id: str
+    name: str
+    group: str
+    ca_file: str | None = None
+    registered_at: str | None = None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable only by its owner, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+class AgentState:
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+
+    @property
+    def registration_path(self) -> Path:
+        return self.dir / REGISTRATION_FILE
+
+    @property
+    def credential_path(self) -> Path:
+        return self.dir / CREDENTIAL_FILE
+
+    @property
+    def status_path(self) -> Path:
+        return self.dir / STATUS_FILE
+
+    def is_registered(self) -> bool:
+        return self.registration_path.exists()
+
+    def load(self) -> tuple[Registration, str]:
+        """Return the registration and the credential, or raise StateError."""
+        try:
+            data = json.loads(self.registration_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StateError(
+                f"this machine is not registered (no {self.registration_path}); "
+                "run `outpost worker register --url URL --key KEY --group NAME`"
+            ) from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StateError(f"cannot read {self.registration_path}: {exc}") from None
+        try:
+            reg = Registration(**{k: data.get(k) for k in Registration.__dataclass_fields__})
+        except TypeError as exc:
+            raise StateError(f"{self.registration_path} is malformed: {exc}") from None
+        if not reg.url or not reg.worker_id:
+            raise StateError(f"{self.registration_path} lacks url or worker_id")
+        try:
+            credential = self.credential_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StateError(f"cannot read the worker credential {self.credential_path}: {exc}") from None
+        return reg, credential
+
+    def save(self, reg: Registration, credential: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+        write_private(self.credential_path, credential + "\n")
+        write_private(self.registration_path, json.dumps(asdict(reg), indent=2) + "\n")
+
+    def clear(self) -> None:
+        for path in (self.registration_path, self.credential_path, self.status_path):
+            path.unlink(missing_ok=True)
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def update_status(self, **fields: Any) -> None:
+        status = self.read_status()
+        status.update(fields)
+        write_private(self.status_path, json.dumps(status, indent=2) + "\n")
