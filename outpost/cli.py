@@ -1,0 +1,61 @@
+"""The `outpost` command: a thin root that mounts each part's Typer app.
+
+Sub-apps are imported here, so their modules must keep heavy imports (FastAPI,
+SQLAlchemy, DuckDB) inside functions: `outpost worker run` stays small.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from outpost import __version__
+
+app = typer.Typer(
+    name="outpost",
+    help="Outpost: run automation on your own machines and see what they do.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# (command name, "module:attribute") of each Typer sub-app, or of a single command function.
+SUBAPPS: list[tuple[str, str]] = [
+    ("worker", "agent.cli:app"),
+    ("runbook", "outpost.commands.runbooks:app"),
+    ("job", "outpost.commands.jobs:app"),
+    ("group", "outpost.commands.groups:app"),
+    ("keys", "outpost.commands.keys:app"),
+]
+COMMANDS: list[tuple[str, str]] = [
+    ("server", "outpost.commands.server:server"),
+]
+
+
+def _load(ref: str) -> object:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+for _name, _ref in SUBAPPS:
+    app.add_typer(_load(_ref), name=_name)  # type: ignore[arg-type]
+for _name, _ref in COMMANDS:
+    app.command(_name)(_load(_ref))  # type: ignore[arg-type]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"outpost {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Outpost command line."""
+
+
+def main() -> None:
+    app()

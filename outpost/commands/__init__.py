@@ -1,0 +1,1 @@
+"""Client commands of the `outpost` CLI: each talks to a server over HTTP only."""

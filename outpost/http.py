@@ -1,0 +1,135 @@
+"""One HTTP client for everything that talks to an Outpost server (agent and CLI).
+
+Policy from DESIGN.md: 30 s timeout; up to 3 attempts with jittered exponential
+backoff on connect errors, 408, 429 and 5xx, honouring ``Retry-After``; proxies
+from ``HTTPS_PROXY``/``NO_PROXY`` (httpx's ``trust_env``); TLS always verified,
+optionally against a private CA bundle.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity import Retrying as _Retrying
+
+from outpost import __version__
+from outpost.contract import error_detail
+from outpost.settings import REQUEST_ATTEMPTS, REQUEST_TIMEOUT_S
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_S = 30.0
+
+
+class ApiError(Exception):
+    """A request that failed for good: ``status`` is the HTTP status, or 0 when no answer came."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, (_RetryableStatus, httpx.TransportError))
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _RetryableStatus):
+        header = exc.response.headers.get("Retry-After")
+        if header and header.strip().isdigit():
+            return min(float(header), MAX_RETRY_AFTER_S)
+    return wait_random_exponential(multiplier=0.5, max=8)(state)
+
+
+def ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def make_client(
+    url: str,
+    *,
+    token: str | None = None,
+    ca_file: str | None = None,
+    timeout: float = REQUEST_TIMEOUT_S,
+) -> httpx.Client:
+    headers = {"User-Agent": f"outpost/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(
+        base_url=url.rstrip("/"),
+        headers=headers,
+        timeout=timeout,
+        verify=ssl_context(ca_file),
+        trust_env=True,
+    )
+
+
+def _describe_transport_error(exc: httpx.TransportError, client: httpx.Client) -> str:
+    base = str(client.base_url)
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return f"TLS verification failed for {base}: {exc}; pass --ca-file with the server's CA"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer from {base} within the timeout ({type(exc).__name__})"
+    return f"cannot reach {base}: {exc or type(exc).__name__}"
+
+
+def request(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    *,
+    attempts: int = REQUEST_ATTEMPTS,
+    timeout: float | None = None,
+    json: Any = None,
+    params: Mapping[str, Any] | None = None,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Send a request with the retry policy; return a 2xx response or raise ApiError."""
+    kwargs: dict[str, Any] = {"json": json, "params": params, "content": content, "headers": headers}
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+
+    def once() -> httpx.Response:
+        response = client.request(method, path, **kwargs)
+        if response.status_code in RETRY_STATUSES:
+            raise _RetryableStatus(response)
+        return response
+
+    retrying = _Retrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=_wait,
+        retry=retry_if_exception(_retryable),
+        reraise=True,
+    )
+    try:
+        response = retrying(once)
+    except _RetryableStatus as exc:
+        response = exc.response
+    except httpx.TransportError as exc:
+        raise ApiError(0, _describe_transport_error(exc, client)) from None
+    if response.status_code >= 400:
+        try:
+            message = error_detail(response.json())
+        except ValueError:
+            message = response.text.strip()[:300] or response.reason_phrase
+        raise ApiError(response.status_code, f"{message} (HTTP {response.status_code})")
+    return response
