@@ -196,7 +196,7 @@ def build() -> dict[str, Any]:
 Heartbeat
 | where $__timeFilter(TimeGenerated)
 | summarize arg_max(TimeGenerated, *) by Computer
-| project Computer, LastHeartbeat = TimeGenerated, ComputerIP, OSType, OSName, Version
+| project Computer, WorkerGroup_s, LastHeartbeat = TimeGenerated, ComputerIP, OSType, OSName, Version
 | order by LastHeartbeat asc
 """,
                 text="Last heartbeat row per worker from the Heartbeat table (oldest first).",

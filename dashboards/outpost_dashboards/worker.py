@@ -116,18 +116,18 @@ Heartbeat
         .with_row(row("Jobs"))
         .with_panel(
             kql_table_panel(
-                "Jobs on this worker's group",
+                "Jobs on this worker",
                 """
 AzureDiagnostics
 | where $__timeFilter(TimeGenerated)
-| where Category == "JobLogs" and RunOn_s == "$group"
+| where Category == "JobLogs" and HybridWorker_s == "$worker"
 | summarize arg_max(TimeGenerated, ResultType, ResultDescription) by JobId_g, RunbookName_s
 | project TimeGenerated, JobId_g, RunbookName_s, Status = ResultType, ResultDescription
 | order by TimeGenerated desc
 | take 100
 """,
                 span=24,
-                text="Latest status of each job run on this worker's group (Azure Automation job logs).",
+                text="Latest status of each job this worker ran (Azure Automation job logs).",
             )
         )
         .with_row(row("Diagnose"))
@@ -148,10 +148,11 @@ AzureDiagnostics
 DiagnosticResults
 | where $__timeFilter(TimeGenerated)
 | where Computer == "$worker"
-| order by TimeGenerated desc
-| take 100
+| summarize arg_max(TimeGenerated, Status, Finding, Remediation) by CheckId
+| project TimeGenerated, CheckId, Status, Finding, Remediation
+| order by Status asc, CheckId asc
 """,
-                text="The diagnose reports this worker sent, check by check.",
+                text="The latest diagnose result of each check this worker reported.",
             )
         )
         .with_panel(
@@ -161,7 +162,7 @@ DiagnosticResults
 Heartbeat
 | where $__timeFilter(TimeGenerated)
 | where Computer == "$worker"
-| project TimeGenerated, Computer, ComputerIP, OSType, OSName, Version
+| project TimeGenerated, Computer, WorkerGroup_s, ComputerIP, OSType, OSName, Version
 | order by TimeGenerated desc
 | take 50
 """,
