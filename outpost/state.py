@@ -48,7 +48,7 @@ def write_private(path: Path, text: str) -> None:
 
 class AgentState:
     def __init__(self, directory: Path) -> None:
-        self.dir = Path(directory)
+        self.dir = Path(directory).absolute()
 
     @property
     def registration_path(self) -> Path:

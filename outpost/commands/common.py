@@ -59,18 +59,21 @@ def print_json(data: Any) -> None:
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
     table = Table(title=title, show_lines=False)
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     console.print(table)
 
 
 def parse_params(values: Sequence[str]) -> list[dict[str, str | None]]:
-    """`--param k=v` is named; `--param VALUE` (no '=') is the next positional value."""
+    """`--param k=v` is named; `--param VALUE` (no '=', or a leading '=') is the next positional one."""
     params: list[dict[str, str | None]] = []
     for raw in values:
+        if raw.startswith("="):  # "=VALUE": a positional value that itself contains '='
+            params.append({"name": None, "value": raw[1:]})
+            continue
         name, sep, value = raw.partition("=")
-        if sep and name and "=" not in name and " " not in name:
+        if sep and name and " " not in name:
             params.append({"name": name, "value": value})
         else:
             params.append({"name": None, "value": raw})

@@ -1,0 +1,278 @@
+"""`outpost worker ...`: register this machine, run the agent, remove workers."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import signal
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from outpost import __version__
+from outpost.commands.common import (
+    CaFileOpt,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    admin_client,
+    console,
+    fail,
+    print_json,
+    print_table,
+)
+from outpost.contract import AGENT_REGISTER, AGENT_SELF, RegisterRequest, RegisterResponse
+from outpost.http import ApiError, make_client, request
+from outpost.settings import ENV_STATE_DIR, default_state_dir
+from outpost.state import AgentState, Registration, StateError
+
+app = typer.Typer(help="Register this machine as a worker, run the agent, manage workers.", no_args_is_help=True)
+
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar=ENV_STATE_DIR,
+        help="Agent state (default: /var/lib/outpost as root, else ~/.local/state/outpost).",
+        show_default=False,
+    ),
+]
+
+
+def _state(state_dir: Path | None) -> AgentState:
+    return AgentState(state_dir or default_state_dir())
+
+
+def _os_facts() -> dict[str, str]:
+    try:
+        info = platform.freedesktop_os_release()
+    except OSError:
+        info = {}
+    return {
+        "os_type": platform.system() or "Linux",
+        "os_name": info.get("PRETTY_NAME") or info.get("NAME") or platform.platform(),
+        "os_version": info.get("VERSION_ID") or platform.release(),
+    }
+
+
+@app.command("register")
+def register(
+    url: Annotated[str, typer.Option("--url", help="The Outpost server URL.")],
+    key: Annotated[
+        str,
+        typer.Option(
+            "--key",
+            help="A registration key (printed by `outpost server`).",
+            envvar="OUTPOST_REGISTRATION_KEY",
+            show_envvar=True,
+        ),
+    ],
+    group: Annotated[str, typer.Option("--group", help="Worker group to join (created if missing).")],
+    name: Annotated[str | None, typer.Option("--name", help="Worker name (default: this host's name).")] = None,
+    state_dir: StateDirOpt = None,
+    ca_file: CaFileOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing registration.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register this machine into a worker group; stores its identity in the state directory."""
+    state = _state(state_dir)
+    if state.is_registered() and not force:
+        try:
+            current, _ = state.load()
+        except StateError as exc:
+            fail(f"{exc}; pass --force to overwrite it")
+        if current.url.rstrip("/") != url.rstrip("/"):
+            fail(f"already registered to {current.url}; deregister first or pass --force")
+        fail(
+            f"already registered to {current.url} as {current.name!r} in group {current.group!r}; "
+            "deregister first or pass --force"
+        )
+    worker_name = name or socket.gethostname().split(".")[0]
+    body = RegisterRequest(
+        key=key,
+        group=group,
+        name=worker_name,
+        hostname=socket.getfqdn(),
+        agent_version=__version__,
+        force=force,
+        **_os_facts(),
+    )
+    try:
+        with make_client(url, ca_file=ca_file) as client:
+            answer = RegisterResponse.model_validate(
+                request(client, "POST", AGENT_REGISTER, json=body.model_dump()).json()
+            )
+    except ApiError as exc:
+        fail(f"registration failed: {exc.message}")
+    except OSError as exc:
+        fail(f"registration failed: {exc}")
+    reg = Registration(
+        url=url.rstrip("/"),
+        worker_id=answer.worker_id,
+        name=answer.name,
+        group=answer.group,
+        ca_file=str(Path(ca_file).resolve()) if ca_file else None,
+        registered_at=datetime.now(UTC).isoformat(),
+    )
+    try:
+        state.save(reg, answer.credential)
+    except OSError as exc:
+        fail(f"registered, but cannot write the state directory {state.dir}: {exc}")
+    if as_json:
+        print_json(
+            {
+                "worker_id": reg.worker_id,
+                "name": reg.name,
+                "group": reg.group,
+                "url": reg.url,
+                "state_dir": str(state.dir),
+            }
+        )
+    else:
+        console.print(
+            f"registered worker {reg.name!r} ({reg.worker_id}) in group {reg.group!r} at {reg.url}; "
+            f"state in {state.dir}",
+            highlight=False,
+        )
+
+
+@app.command("deregister")
+def deregister(
+    state_dir: StateDirOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Forget the local registration even if the server cannot be told.")
+    ] = False,
+) -> None:
+    """Remove this worker from its server and forget the local registration."""
+    state = _state(state_dir)
+    try:
+        reg, credential = state.load()
+    except StateError as exc:
+        fail(str(exc))
+    try:
+        with make_client(reg.url, token=credential, ca_file=reg.ca_file) as client:
+            request(client, "DELETE", AGENT_SELF)
+    except ApiError as exc:
+        if exc.status not in (401, 404) and not force:
+            fail(f"could not deregister at {reg.url}: {exc.message}; pass --force to forget it locally anyway")
+    state.clear()
+    console.print(f"worker {reg.name!r} deregistered from {reg.url}", highlight=False)
+
+
+@app.command("run")
+def run(
+    state_dir: StateDirOpt = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, max=256, help="Jobs run at most at once.")
+    ] = 1,
+    stop_grace: Annotated[
+        float,
+        typer.Option("--stop-grace", min=0, help="Seconds between SIGTERM and SIGKILL when a job is stopped."),
+    ] = 10.0,
+    heartbeat_interval: Annotated[
+        float, typer.Option("--heartbeat-interval", min=0.1, help="Seconds between heartbeats.")
+    ] = 60.0,
+    lease_renew: Annotated[
+        float, typer.Option("--lease-renew", min=0.1, help="Seconds between lease renewals of a running job.")
+    ] = 3.0,
+    poll_hold: Annotated[
+        float, typer.Option("--poll-hold", min=0, max=28, help="How long the server may hold a poll.")
+    ] = 25.0,
+    backoff_cap: Annotated[
+        float,
+        typer.Option("--backoff-cap", min=0.1, help="Longest wait between polls while the server is unreachable."),
+    ] = 60.0,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run the agent in the foreground: long-poll, run jobs, stream results."""
+    from agent.worker import Agent, AgentOptions
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        agent = Agent(
+            _state(state_dir),
+            AgentOptions(
+                concurrency=concurrency,
+                stop_grace_s=stop_grace,
+                lease_renew_s=lease_renew,
+                poll_hold_s=poll_hold,
+                backoff_cap_s=backoff_cap,
+            ),
+        )
+    except (StateError, OSError) as exc:
+        fail(str(exc))
+    agent.heartbeat_interval_s = heartbeat_interval  # type: ignore[attr-defined]
+
+    def _stop(signum: int, _frame: object) -> None:
+        logging.getLogger("outpost.agent").info("signal %d: finishing up", signum)
+        agent.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    code = agent.run()
+    if code == 3:
+        fail(
+            "the server rejected this worker's credential (removed or re-registered elsewhere); "
+            "run `outpost worker register --force`",
+            3,
+        )
+    raise typer.Exit(code)
+
+
+@app.command("status")
+def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Show this machine's registration and the agent's last activity (never the credential)."""
+    state = _state(state_dir)
+    try:
+        reg, _ = state.load()
+    except StateError as exc:
+        fail(str(exc))
+    data = {
+        "url": reg.url,
+        "worker_id": reg.worker_id,
+        "name": reg.name,
+        "group": reg.group,
+        "ca_file": reg.ca_file,
+        "registered_at": reg.registered_at,
+        "state_dir": str(state.dir),
+        **state.read_status(),
+    }
+    if as_json:
+        print_json(data)
+    else:
+        for k, v in data.items():
+            console.print(f"[bold]{k:>18}[/] {'' if v is None else v}", highlight=False)
+
+
+@app.command("list")
+def list_(
+    group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List registered workers (admin)."""
+    with admin_client(url, token, ca_file) as client:
+        rows = request(client, "GET", "/api/v1/workers", params={"group": group} if group else None).json()
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ["name", "group", "hostname", "os", "agent_version", "last_seen_at"])
+
+
+@app.command("remove")
+def remove(
+    name: str,
+    group: Annotated[str | None, typer.Option(help="The worker's group, when the name is not unique.")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+) -> None:
+    """Remove a (stale) worker by name (admin); its credential stops working at once."""
+    with admin_client(url, token, ca_file) as client:
+        data = request(client, "DELETE", f"/api/v1/workers/{name}", params={"group": group} if group else None).json()
+    console.print(f"worker {data['name']!r} removed from group {data['group']!r}", highlight=False)

@@ -1,0 +1,151 @@
+"""Ship a job's stream records and status changes to the service, in order, exactly once.
+
+Records are numbered as they are produced (seq = activation << 32 | n, so a
+re-queued job's second activation never collides with its first) and sent in
+batches: at 100 records or 500 ms after the first pending one, whichever comes
+first. A batch that fails is retried as-is; the service ignores seqs it already
+has, so a retry never duplicates a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+
+import httpx
+
+from outpost.contract import AGENT_EVENTS, JobStatus, StreamType
+from outpost.http import ApiError, request
+
+log = logging.getLogger("outpost.agent")
+
+BATCH_RECORDS = 100
+BATCH_DELAY_S = 0.5
+MAX_PENDING = 200_000  # beyond this the producer waits (backpressure on the runbook's pipe)
+RETRY_CAP_S = 15.0
+
+
+class EventShipper:
+    def __init__(self, client: httpx.Client, job_id: str, activation: int, *, give_up_after_s: float = 600.0) -> None:
+        self._client = client
+        self._job_id = job_id
+        self._next_seq = activation << 32
+        self._pending: deque[dict[str, object]] = deque()
+        self._status: dict[str, object] | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self._first_pending_at: float | None = None
+        self._give_up_after_s = give_up_after_s
+        self.lost_job = False  # the service says the job is no longer ours
+        self._thread = threading.Thread(target=self._run, name=f"events-{job_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def record(self, stream: StreamType, text: str) -> None:
+        now = datetime.now(UTC).isoformat()
+        with self._cond:
+            while len(self._pending) >= MAX_PENDING and not self._closed:
+                self._cond.wait(0.5)
+            self._pending.append({"seq": self._next_seq, "stream": stream.value, "time": now, "text": text})
+            self._next_seq += 1
+            if self._first_pending_at is None:
+                self._first_pending_at = time.monotonic()
+            if len(self._pending) >= BATCH_RECORDS:
+                self._cond.notify_all()
+
+    def status(self, status: JobStatus, reason: str | None = None, exit_code: int | None = None) -> None:
+        """Queue a status change; it goes out after every record produced before it."""
+        with self._cond:
+            self._flush_locked_wait()
+            self._status = {"status": status.value, "reason": reason, "exit_code": exit_code}
+            self._cond.notify_all()
+
+    def _flush_locked_wait(self) -> None:
+        # A status must not overtake records: wait until the previous status is sent.
+        while self._status is not None and not self.lost_job:
+            self._cond.notify_all()
+            self._cond.wait(0.1)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Send everything left; True when all of it reached the service."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive() and not self._pending and self._status is None
+
+    def _take_batch(self) -> tuple[list[dict[str, object]], dict[str, object] | None] | None:
+        with self._cond:
+            while True:
+                due = self._first_pending_at is not None and time.monotonic() - self._first_pending_at >= BATCH_DELAY_S
+                if len(self._pending) >= BATCH_RECORDS or (self._pending and (due or self._closed)) or self._status:
+                    break
+                if self._closed and not self._pending and self._status is None:
+                    return None
+                wait = (
+                    BATCH_DELAY_S
+                    if self._first_pending_at is None
+                    else max(0.01, BATCH_DELAY_S - (time.monotonic() - self._first_pending_at))
+                )
+                self._cond.wait(wait)
+            records = [self._pending[i] for i in range(min(BATCH_RECORDS, len(self._pending)))]
+            # The status rides with the last records before it.
+            status = self._status if len(records) == len(self._pending) else None
+            return records, status
+
+    def _ack(self, sent: int, status_sent: bool) -> None:
+        with self._cond:
+            for _ in range(sent):
+                self._pending.popleft()
+            if status_sent:
+                self._status = None
+            self._first_pending_at = time.monotonic() if self._pending else None
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        failing_since: float | None = None
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            records, status = batch
+            body: dict[str, object] = {"records": records}
+            if status is not None:
+                body["status"] = status
+            try:
+                request(self._client, "POST", AGENT_EVENTS.format(job_id=self._job_id), json=body)
+            except ApiError as exc:
+                if exc.status == 409:  # job ended or re-assigned: nothing we send can land
+                    log.warning("job %s: service refused events: %s", self._job_id, exc.message)
+                    self.lost_job = True
+                    with self._cond:
+                        self._pending.clear()
+                        self._status = None
+                        self._cond.notify_all()
+                    return
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > self._give_up_after_s:
+                    log.error(
+                        "job %s: giving up on events after %.0f s: %s",
+                        self._job_id,
+                        now - failing_since,
+                        exc.message,
+                    )
+                    self.lost_job = True
+                    return
+                log.warning(
+                    "job %s: events not delivered (%s); retrying in %.1f s",
+                    self._job_id,
+                    exc.message,
+                    backoff,
+                )
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_CAP_S)
+                continue
+            backoff = 0.5
+            failing_since = None
+            self._ack(len(records), status is not None)

@@ -1,0 +1,203 @@
+"""Run one job: a runbook in its own process group, streams out, lease kept, stop honoured."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from agent.classify import classify_stdout, decode_line, split_long
+from agent.events import EventShipper
+from outpost.contract import AGENT_LEASE, JobAssignment, JobStatus, RunbookType, StreamType
+from outpost.http import ApiError, request
+
+log = logging.getLogger("outpost.agent")
+
+SUFFIX = {RunbookType.PYTHON3: ".py", RunbookType.BASH: ".sh", RunbookType.PWSH: ".ps1"}
+# Never hand the agent's own secrets to a runbook.
+_SCRUB_ENV = ("OUTPOST_TOKEN", "OUTPOST_MASTER_KEY")
+
+
+@dataclass
+class RunOptions:
+    work_root: Path
+    worker_name: str
+    stop_grace_s: float = 10.0
+    lease_renew_s: float = 3.0
+    python: str | None = None
+
+
+def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
+    """Positional values first, in the order given; then each named one as `--name value`."""
+    argv = [value for name, value in params if name is None]
+    for name, value in params:
+        if name is not None:
+            argv += [f"--{name}", value]
+    return argv
+
+
+def command_for(job: JobAssignment, script: Path, python: str | None) -> list[str]:
+    args = build_argv([(p.name, p.value) for p in job.params])
+    if job.runbook_type == RunbookType.PYTHON3:
+        interpreter = python or shutil.which("python3") or sys.executable
+        return [interpreter, "-u", str(script), *args]
+    if job.runbook_type == RunbookType.BASH:
+        return [shutil.which("bash") or "/bin/bash", str(script), *args]
+    pwsh = shutil.which("pwsh")
+    if pwsh is None:
+        raise FileNotFoundError("pwsh (PowerShell 7) is not installed on this worker")
+    return [pwsh, "-NoLogo", "-NonInteractive", "-NoProfile", "-File", str(script), *args]
+
+
+class JobRun:
+    def __init__(self, client: httpx.Client, job: JobAssignment, options: RunOptions) -> None:
+        self.client = client
+        self.job = job
+        self.opts = options
+        self.events = EventShipper(client, job.job_id, job.activation)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stop_reason: str | None = None  # set once a stop or timeout begins
+        self._stop_status = JobStatus.STOPPED
+        self._lease_lost = threading.Event()
+        self._done = threading.Event()
+        self._kill_lock = threading.Lock()
+
+    # -- lease -----------------------------------------------------------------
+    def _keep_lease(self) -> None:
+        path = AGENT_LEASE.format(job_id=self.job.job_id)
+        while not self._done.wait(self.opts.lease_renew_s):
+            try:
+                answer = request(self.client, "POST", path).json()
+            except ApiError as exc:
+                if exc.status == 409:
+                    log.warning("job %s: lease lost (%s); killing the runbook", self.job.job_id, exc.message)
+                    self._lease_lost.set()
+                    self.stop("lease lost", JobStatus.FAILED, grace=0)
+                    return
+                log.warning("job %s: lease renewal failed: %s", self.job.job_id, exc.message)
+                continue
+            if "stop" in answer.get("actions", []):
+                self.stop("stopped by request", JobStatus.STOPPED)
+
+    # -- stop ------------------------------------------------------------------
+    def stop(self, reason: str, status: JobStatus, grace: float | None = None) -> None:
+        """SIGTERM the whole process group, SIGKILL after the grace period."""
+        with self._kill_lock:
+            if self._stop_reason is not None:
+                return
+            self._stop_reason = reason
+            self._stop_status = status
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        grace = self.opts.stop_grace_s if grace is None else grace
+        threading.Thread(target=self._terminate, args=(proc, grace), daemon=True).start()
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def _terminate(self, proc: subprocess.Popen[bytes], grace: float) -> None:
+        self._signal_group(proc, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+        self._signal_group(proc, signal.SIGKILL)
+
+    # -- output ----------------------------------------------------------------
+    def _pump(self, pipe: IO[bytes], is_stderr: bool) -> None:
+        for raw in iter(pipe.readline, b""):
+            line = decode_line(raw)
+            stream, text = (StreamType.ERROR, line) if is_stderr else classify_stdout(line)
+            for part in split_long(text):
+                self.events.record(stream, part)
+        pipe.close()
+
+    # -- the job ---------------------------------------------------------------
+    def run(self) -> JobStatus:
+        workdir = self.opts.work_root / self.job.job_id
+        lease = threading.Thread(target=self._keep_lease, name=f"lease-{self.job.job_id[:8]}", daemon=True)
+        lease.start()
+        try:
+            status, reason, code = self._execute(workdir)
+        except Exception as exc:  # an agent bug must still end the job visibly
+            log.exception("job %s: agent error", self.job.job_id)
+            status, reason, code = JobStatus.FAILED, f"agent error on {self.opts.worker_name}: {exc}", None
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if not self._lease_lost.is_set():
+            self.events.status(status, reason, code)
+        delivered = self.events.close()
+        self._done.set()
+        if not delivered and not self._lease_lost.is_set():
+            log.error("job %s: final status %s could not be delivered", self.job.job_id, status)
+        return status
+
+    def _execute(self, workdir: Path) -> tuple[JobStatus, str | None, int | None]:
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        script = workdir / f"{self.job.runbook}{SUFFIX[self.job.runbook_type]}"
+        script.write_text(self.job.content, encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
+        env.update(
+            AUTOMATION_JOB_ID=self.job.job_id,
+            AUTOMATION_RUNBOOK_NAME=self.job.runbook,
+            PYTHONUNBUFFERED="1",
+            PYTHONIOENCODING="utf-8",
+        )
+        if self.job.traceparent:
+            env["TRACEPARENT"] = self.job.traceparent
+        try:
+            argv = command_for(self.job, script, self.opts.python)
+            self._proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return JobStatus.FAILED, f"could not start the runbook on {self.opts.worker_name}: {exc}", None
+        self.events.status(JobStatus.RUNNING)
+        if self._stop_reason is not None:  # a stop arrived while starting
+            self._terminate(self._proc, 0)
+        pumps = [
+            threading.Thread(target=self._pump, args=(self._proc.stdout, False), daemon=True),
+            threading.Thread(target=self._pump, args=(self._proc.stderr, True), daemon=True),
+        ]
+        for t in pumps:
+            t.start()
+        timeout = self.job.timeout_s
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait_s = 0.5
+            if deadline is not None and self._stop_reason is None:
+                wait_s = min(0.5, max(0.01, deadline - time.monotonic()))
+            try:
+                code = self._proc.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.stop(f"timed out after {timeout:g} s", JobStatus.FAILED)
+        # Children left in the group would hold the pipes open; the job is over for them too.
+        self._signal_group(self._proc, signal.SIGKILL)
+        for t in pumps:
+            t.join()
+        if self._stop_reason is not None:
+            return self._stop_status, self._stop_reason, code
+        if code == 0:
+            return JobStatus.COMPLETED, None, 0
+        detail = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return JobStatus.FAILED, f"runbook failed: {detail}", code

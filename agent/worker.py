@@ -1,0 +1,153 @@
+"""The agent's main loop: long-poll for jobs, run up to `concurrency` at once, survive outages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from agent.runner import JobRun, RunOptions
+from outpost.contract import AGENT_POLL, JobAssignment, JobStatus
+from outpost.http import ApiError, make_client, request
+from outpost.settings import LONG_POLL_HOLD_S, REQUEST_TIMEOUT_S
+from outpost.state import AgentState, Registration
+
+log = logging.getLogger("outpost.agent")
+
+BACKOFF_START_S = 1.0
+BACKOFF_CAP_S = 60.0
+STATUS_WRITE_EVERY_S = 5.0
+
+
+class CredentialRejected(Exception):
+    """The service no longer knows this worker: re-registration is needed."""
+
+
+@dataclass
+class AgentOptions:
+    concurrency: int = 1
+    poll_hold_s: float = LONG_POLL_HOLD_S
+    stop_grace_s: float = 10.0
+    lease_renew_s: float = 3.0
+    drain_s: float = 10.0
+    backoff_cap_s: float = BACKOFF_CAP_S
+    python: str | None = None
+
+
+class Agent:
+    def __init__(self, state: AgentState, options: AgentOptions) -> None:
+        self.state = state
+        self.opts = options
+        self.registration, credential = state.load()
+        self.client = self._client(self.registration, credential)
+        self.stop_event = threading.Event()
+        self._slots = threading.BoundedSemaphore(options.concurrency)
+        self._runs: dict[str, JobRun] = {}
+        self._runs_lock = threading.Lock()
+        self._last_status_write = 0.0
+        self.run_options = RunOptions(
+            work_root=state.dir / "work",
+            worker_name=self.registration.name,
+            stop_grace_s=options.stop_grace_s,
+            lease_renew_s=options.lease_renew_s,
+            python=options.python,
+        )
+
+    @staticmethod
+    def _client(reg: Registration, credential: str) -> httpx.Client:
+        return make_client(reg.url, token=credential, ca_file=reg.ca_file, timeout=REQUEST_TIMEOUT_S)
+
+    def _note(self, **fields: object) -> None:
+        now = time.monotonic()
+        if now - self._last_status_write >= STATUS_WRITE_EVERY_S:
+            self._last_status_write = now
+            self.state.update_status(pid=os.getpid(), **fields)
+
+    def poll_once(self) -> JobAssignment | None:
+        hold = self.opts.poll_hold_s
+        try:
+            response = request(self.client, "POST", AGENT_POLL, params={"wait": hold}, timeout=hold + 5)
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise CredentialRejected(exc.message) from None
+            raise
+        self._note(last_poll_ok=datetime.now(UTC).isoformat())
+        if response.status_code == 204:
+            return None
+        return JobAssignment.model_validate(response.json())
+
+    def _run_job(self, job: JobAssignment) -> None:
+        run = JobRun(self.client, job, self.run_options)
+        with self._runs_lock:
+            self._runs[job.job_id] = run
+        try:
+            status = run.run()
+            log.info("job %s (%s) ended %s", job.job_id, job.runbook, status)
+        finally:
+            with self._runs_lock:
+                self._runs.pop(job.job_id, None)
+            self._slots.release()
+
+    def run(self) -> int:
+        """Poll until stopped. Returns the process exit code."""
+        reg = self.registration
+        log.info(
+            "worker %s (group %s) polling %s with concurrency %d",
+            reg.name,
+            reg.group,
+            reg.url,
+            self.opts.concurrency,
+        )
+        backoff = 0.0
+        try:
+            while not self.stop_event.is_set():
+                if not self._slots.acquire(timeout=0.5):
+                    continue
+                try:
+                    job = self.poll_once()
+                except CredentialRejected as exc:
+                    self._slots.release()
+                    log.error("%s", exc)
+                    return 3
+                except ApiError as exc:
+                    self._slots.release()
+                    backoff = min(max(BACKOFF_START_S, backoff * 2), self.opts.backoff_cap_s)
+                    delay = random.uniform(backoff / 2, backoff)  # jitter: a fleet must not reconnect in step
+                    log.warning("poll failed: %s; next try in %.1f s", exc.message, delay)
+                    self.stop_event.wait(delay)
+                    continue
+                backoff = 0.0
+                if job is None:
+                    self._slots.release()
+                    continue
+                log.info("job %s (%s) claimed", job.job_id, job.runbook)
+                threading.Thread(target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True).start()
+        finally:
+            self._drain()
+            self.client.close()
+        return 0
+
+    def _drain(self) -> None:
+        """On shutdown: let running jobs finish for `drain_s`, then stop them."""
+        deadline = time.monotonic() + self.opts.drain_s
+        while time.monotonic() < deadline:
+            with self._runs_lock:
+                if not self._runs:
+                    return
+            time.sleep(0.1)
+        with self._runs_lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.stop(f"worker {self.registration.name} shut down", JobStatus.STOPPED)
+        end = time.monotonic() + self.opts.stop_grace_s + 10
+        while time.monotonic() < end:
+            with self._runs_lock:
+                if not self._runs:
+                    return
+            time.sleep(0.1)

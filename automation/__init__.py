@@ -1,0 +1,1 @@
+"""Control plane: runbooks, worker groups, workers, jobs and dispatch, keys, REST API."""

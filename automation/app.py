@@ -1,0 +1,92 @@
+"""Build the control plane and its FastAPI app; other parts add their routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from automation import api, db, dispatch, middleware, secrets
+from automation.auth import admin_dependency, worker_dependency
+from automation.context import ControlPlane
+from outpost import __version__
+from outpost.settings import MAX_BODY_BYTES
+
+log = logging.getLogger("outpost.server")
+REAP_EVERY_S = 1.0
+
+
+def open_control_plane(data_dir: Path, database_url: str | None = None, **options: object) -> ControlPlane:
+    """Connect to the store, migrate it, and start cross-replica wake-ups on PostgreSQL."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url or db.sqlite_url(data_dir)
+    engine = db.make_engine(url)
+    db.migrate(engine)
+    cp = ControlPlane(engine=engine, data_dir=data_dir, **options)  # type: ignore[arg-type]
+    if cp.dialect == "postgresql":
+        cp.notifier.start_listener(db.listen_engine(url), engine)
+    return cp
+
+
+def admin_digest(cp: ControlPlane) -> str:
+    with cp.session() as s:
+        setting = s.get(secrets.Setting, secrets.ADMIN_HASH)
+    if setting is None:
+        raise RuntimeError("no admin token yet: call secrets.ensure_credentials first")
+    return setting.value
+
+
+async def _reaper(cp: ControlPlane) -> None:
+    while True:
+        try:
+            await run_in_threadpool(dispatch.reap, cp)
+        except Exception:  # keep reaping; one bad pass must not stop lease expiry for good
+            log.exception("lease reaper pass failed")
+        await asyncio.sleep(REAP_EVERY_S)
+
+
+def create_app(
+    cp: ControlPlane,
+    extra_routers: Callable[[Callable[..., None], Callable[..., object]], Sequence[APIRouter]] | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
+    """`extra_routers(require_admin, require_worker)` lets the server add telemetry routes."""
+    require_admin = admin_dependency(cp, admin_digest(cp))
+    require_worker = worker_dependency(cp)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        cp.notifier.bind(asyncio.get_running_loop())
+        reaper = asyncio.create_task(_reaper(cp))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            for hook in on_shutdown:
+                hook()
+            cp.notifier.close()
+            cp.engine.dispose()
+
+    app = FastAPI(
+        title="Outpost",
+        version=__version__,
+        description="Control plane and telemetry collector of Outpost hybrid runbook workers.",
+        lifespan=lifespan,
+    )
+    middleware.install(app)
+    app.add_middleware(middleware.BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
+    app.include_router(api.public_router(cp))
+    app.include_router(api.agent_router(cp, require_worker))
+    app.include_router(api.admin_router(cp, require_admin))
+    if extra_routers is not None:
+        for router in extra_routers(require_admin, require_worker):
+            app.include_router(router)
+    return app

@@ -1,0 +1,281 @@
+"""The heart: hand each job to exactly one worker, keep its lease, take its events.
+
+Claim is one atomic UPDATE ... WHERE id = (oldest New job of the group) RETURNING:
+on PostgreSQL the inner SELECT takes `FOR UPDATE SKIP LOCKED`, so concurrent
+claimers skip each other's row instead of waiting; on SQLite the statement runs in
+a BEGIN IMMEDIATE transaction, which serialises writers. Either way a job moves
+New -> Activating for one worker only.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from automation.context import ControlPlane
+from automation.errors import BadRequest, Conflict
+from automation.jobs import event_of
+from automation.models import Job, JobStream, Worker, WorkerGroup, utcnow
+from automation.notify import group_topic, job_topic
+from outpost.contract import (
+    FINAL_STATUSES,
+    EventAck,
+    EventBatch,
+    JobAssignment,
+    JobParam,
+    JobStatus,
+    LeaseResponse,
+    RunbookType,
+)
+from outpost.observer import GroupSnapshot, WorkerIdentity
+from outpost.settings import MAX_ACTIVATIONS
+
+HELD = (JobStatus.ACTIVATING, JobStatus.RUNNING, JobStatus.STOPPING)
+
+# Status changes an agent may report, from -> allowed targets.
+_AGENT_TRANSITIONS: dict[str, set[str]] = {
+    JobStatus.ACTIVATING: {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.STOPPED},
+    JobStatus.RUNNING: {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED},
+    JobStatus.STOPPING: {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED},
+}
+
+
+def _group_id(cp: ControlPlane, identity: WorkerIdentity) -> int:
+    with cp.session() as s:
+        gid = s.execute(select(WorkerGroup.id).where(WorkerGroup.name == identity.group)).scalar()
+    if gid is None:
+        raise Conflict(f"worker group {identity.group!r} no longer exists")
+    return int(gid)
+
+
+def claim(cp: ControlPlane, identity: WorkerIdentity, group_id: int) -> JobAssignment | None:
+    now = utcnow()
+    oldest = (
+        select(Job.id)
+        .where(Job.group_id == group_id, Job.status == JobStatus.NEW)
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+    )
+    if cp.dialect == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
+    stmt = (
+        update(Job)
+        .where(Job.id == oldest.scalar_subquery(), Job.status == JobStatus.NEW)
+        .values(
+            status=JobStatus.ACTIVATING,
+            worker_id=identity.worker_id,
+            worker_name=identity.name,
+            activations=Job.activations + 1,
+            lease_expires_at=now + timedelta(seconds=cp.lease_seconds),
+            last_status_at=now,
+            status_reason=None,
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    with cp.session() as s:
+        job_id = s.execute(stmt).scalar()
+        s.commit()
+        if job_id is None:
+            return None
+        job = s.get(Job, job_id)
+    assert job is not None
+    cp.observer.on_job_status(event_of(job))
+    return JobAssignment(
+        job_id=job.id,
+        runbook=job.runbook_name,
+        runbook_type=RunbookType(job.runbook_type),
+        content=job.content,
+        params=[JobParam(**p) for p in json.loads(job.params_json)],
+        timeout_s=job.timeout_s,
+        lease_seconds=cp.lease_seconds,
+        activation=job.activations,
+        traceparent=job.traceparent,
+    )
+
+
+def renew(cp: ControlPlane, identity: WorkerIdentity, job_id: str) -> LeaseResponse:
+    expires = utcnow() + timedelta(seconds=cp.lease_seconds)
+    with cp.session() as s:
+        row = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.worker_id == identity.worker_id, Job.status.in_(HELD))  # type: ignore[attr-defined]
+            .values(lease_expires_at=expires)
+            .returning(Job.stop_requested)
+            .execution_options(synchronize_session=False)
+        ).first()
+        s.commit()
+    if row is None:
+        raise Conflict(f"job {job_id} is not held by this worker (lease lost, job ended, or never claimed)")
+    return LeaseResponse(lease_expires_at=expires.isoformat(), actions=["stop"] if row[0] else [])
+
+
+def _insert_streams(cp: ControlPlane, s: Any, job_id: str, batch: EventBatch) -> int:
+    if not batch.records:
+        return 0
+    rows = [
+        {"job_id": job_id, "seq": r.seq, "stream": r.stream.value, "time": r.time, "text": r.text}
+        for r in batch.records
+    ]
+    for row in rows:
+        row["time"] = _parse_time(row["time"])
+    insert = pg_insert if cp.dialect == "postgresql" else sqlite_insert
+    stmt = insert(JobStream).values(rows).on_conflict_do_nothing(index_elements=["job_id", "seq"])
+    result = s.execute(stmt)
+    return int(result.rowcount or 0)
+
+
+def _parse_time(value: str) -> Any:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"stream record time {value!r} is not ISO 8601") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch: EventBatch) -> EventAck:
+    """Store stream records (idempotent by seq) and apply an optional status change."""
+    now = utcnow()
+    with cp.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.worker_id != identity.worker_id:
+            raise Conflict(f"job {job_id} is not held by this worker")
+        if job.status in FINAL_STATUSES:
+            # A retried final batch after success: accept records idempotently, change nothing.
+            inserted = _insert_streams(cp, s, job_id, batch)
+            s.commit()
+            return EventAck(accepted=inserted, duplicates=len(batch.records) - inserted, status=job.status)
+        inserted = _insert_streams(cp, s, job_id, batch)
+        changed = False
+        if batch.status is not None and batch.status.status != job.status:
+            target = batch.status.status
+            if target not in _AGENT_TRANSITIONS.get(job.status, set()):
+                raise Conflict(f"job {job_id} cannot go from {job.status} to {target}")
+            if job.status == JobStatus.STOPPING and target == JobStatus.RUNNING:
+                target = JobStatus.STOPPING  # a stop already requested wins over a late "Running"
+            if target != job.status:
+                job.status = target
+                job.last_status_at = now
+                changed = True
+            if target == JobStatus.RUNNING:
+                job.started_at = now
+            if target in FINAL_STATUSES:
+                job.ended_at = now
+                job.lease_expires_at = None
+                job.exit_code = batch.status.exit_code
+                job.status_reason = batch.status.reason
+            s.add(job)
+        s.commit()
+        s.refresh(job)
+    if batch.records:
+        cp.observer.on_job_streams(event_of(job), batch.records)
+    if changed:
+        cp.observer.on_job_status(event_of(job))
+    if inserted or changed:
+        cp.notifier.wake(job_topic(job_id))
+    return EventAck(accepted=inserted, duplicates=len(batch.records) - inserted, status=job.status)
+
+
+def reap(cp: ControlPlane) -> int:
+    """End or re-queue jobs whose worker stopped renewing the lease (e.g. killed -9)."""
+    now = utcnow()
+    with cp.session() as s:
+        expired = (
+            s.execute(
+                select(Job).where(Job.status.in_(HELD), Job.lease_expires_at < now)  # type: ignore[attr-defined]
+            )
+            .scalars()
+            .all()
+        )
+    handled = 0
+    for job in expired:
+        expired_at = job.lease_expires_at.isoformat() if job.lease_expires_at else "?"
+        lost = f"worker {job.worker_name} lost: its lease expired at {expired_at}"
+        if job.retry_on_worker_loss and job.activations < MAX_ACTIVATIONS and job.status != JobStatus.STOPPING:
+            values: dict[str, Any] = {
+                "status": JobStatus.NEW,
+                "worker_id": None,
+                "worker_name": None,
+                "lease_expires_at": None,
+                "status_reason": f"re-queued: {lost}",
+            }
+        elif job.retry_on_worker_loss and job.status != JobStatus.STOPPING:
+            values = {
+                "status": JobStatus.SUSPENDED,
+                "lease_expires_at": None,
+                "ended_at": now,
+                "status_reason": f"suspended after {job.activations} failed activations; last: {lost}",
+            }
+        elif job.status == JobStatus.STOPPING:
+            values = {
+                "status": JobStatus.STOPPED,
+                "lease_expires_at": None,
+                "ended_at": now,
+                "status_reason": f"stopped; {lost}",
+            }
+        else:
+            values = {
+                "status": JobStatus.FAILED,
+                "lease_expires_at": None,
+                "ended_at": now,
+                "status_reason": lost,
+            }
+        values["last_status_at"] = now
+        with cp.session() as s:
+            result = s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == job.status, Job.lease_expires_at == job.lease_expires_at)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            s.commit()
+            if not result.rowcount:  # type: ignore[attr-defined]
+                continue  # renewed meanwhile, or another replica got there first
+            fresh = s.get(Job, job.id)
+        handled += 1
+        assert fresh is not None
+        cp.observer.on_job_status(event_of(fresh))
+        cp.notifier.wake(job_topic(job.id))
+        if fresh.status == JobStatus.NEW:
+            cp.notifier.wake(group_topic(fresh.group_id))
+    return handled
+
+
+def snapshot(cp: ControlPlane) -> list[GroupSnapshot]:
+    now = utcnow()
+    with cp.session() as s:
+        groups = s.execute(select(WorkerGroup.id, WorkerGroup.name)).all()
+        queued = {
+            gid: (count, oldest)
+            for gid, count, oldest in s.execute(
+                select(Job.group_id, func.count(), func.min(Job.created_at))
+                .where(Job.status == JobStatus.NEW)
+                .group_by(Job.group_id)
+            ).all()
+        }
+        members: dict[int, dict[str, int]] = {}
+        for gid, name in s.execute(select(Worker.group_id, Worker.name)).all():
+            members.setdefault(gid, {})[name] = 1
+    out = []
+    for gid, name in groups:
+        count, oldest = queued.get(gid, (0, None))
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        age = (now - oldest).total_seconds() if oldest else 0.0
+        out.append(
+            GroupSnapshot(
+                group=name,
+                queue_depth=int(count),
+                oldest_queued_age_s=max(0.0, age),
+                workers=members.get(gid, {}),
+            )
+        )
+    return out
+
+
+group_id_of = _group_id

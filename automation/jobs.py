@@ -1,0 +1,208 @@
+"""Jobs as users see them: create, list, show, stop, read streams."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import select
+
+from automation import runbooks
+from automation.context import ControlPlane
+from automation.errors import BadRequest, NotFound
+from automation.models import Job, JobStream, WorkerGroup, utcnow
+from automation.notify import group_topic, job_topic
+from outpost.contract import PARAM_NAME_RE, JobParam, JobStatus
+from outpost.observer import JobEvent
+
+MAX_PARAMS = 64
+MAX_PARAM_VALUE_BYTES = 64 * 1024
+MAX_TIMEOUT_S = 7 * 24 * 3600
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def view(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "runbook": job.runbook_name,
+        "runbook_version": job.runbook_version,
+        "run_on": job.group_name,
+        "status": job.status,
+        "status_reason": job.status_reason,
+        "worker": job.worker_name,
+        "params": json.loads(job.params_json),
+        "timeout_s": job.timeout_s,
+        "activations": job.activations,
+        "exit_code": job.exit_code,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "ended_at": _iso(job.ended_at),
+        "last_status_at": _iso(job.last_status_at),
+    }
+
+
+def event_of(job: Job, description: str | None = None) -> JobEvent:
+    return JobEvent(
+        job_id=job.id,
+        runbook=job.runbook_name,
+        group=job.group_name,
+        worker=job.worker_name,
+        status=job.status,
+        time=job.last_status_at,
+        description=description if description is not None else job.status_reason,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        ended_at=job.ended_at,
+    )
+
+
+def validate_params(params: list[JobParam]) -> None:
+    if len(params) > MAX_PARAMS:
+        raise BadRequest(f"too many parameters ({len(params)}); at most {MAX_PARAMS}")
+    seen: set[str] = set()
+    for p in params:
+        if p.name is not None:
+            if not PARAM_NAME_RE.match(p.name):
+                raise BadRequest(
+                    f"invalid parameter name {p.name!r}: start with a letter or '_', then letters, digits, '_' or '-'"
+                )
+            if p.name in seen:
+                raise BadRequest(f"parameter {p.name!r} given twice")
+            seen.add(p.name)
+        if len(p.value.encode()) > MAX_PARAM_VALUE_BYTES:
+            raise BadRequest(f"parameter value too large (over {MAX_PARAM_VALUE_BYTES // 1024} KiB)")
+        if "\x00" in p.value:
+            raise BadRequest("parameter values cannot contain NUL characters")
+
+
+def create(
+    cp: ControlPlane,
+    runbook: str,
+    run_on: str,
+    params: list[JobParam],
+    timeout_s: float | None = None,
+    traceparent: str | None = None,
+) -> dict[str, Any]:
+    validate_params(params)
+    if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):
+        raise BadRequest(f"timeout must be between 0 and {MAX_TIMEOUT_S} seconds")
+    rb = runbooks.published(cp, runbook)
+    with cp.session() as s:
+        group = s.exec(select(WorkerGroup).where(WorkerGroup.name == run_on)).first()
+        if group is None:
+            raise NotFound(f"worker group {run_on!r} does not exist; register a worker into it first")
+        job = Job(
+            id=str(uuid.uuid4()),
+            runbook_id=rb.id,  # type: ignore[arg-type]
+            runbook_name=rb.name,
+            runbook_version=rb.published_version,
+            runbook_type=rb.published_type or rb.runbook_type,
+            content=rb.published_content or "",
+            group_id=group.id,  # type: ignore[arg-type]
+            group_name=group.name,
+            params_json=json.dumps([p.model_dump() for p in params]),
+            timeout_s=timeout_s,
+            retry_on_worker_loss=rb.retry_on_worker_loss,
+            traceparent=traceparent,
+        )
+        s.add(job)
+        s.commit()
+    cp.notifier.wake(group_topic(job.group_id))
+    cp.observer.on_job_status(event_of(job))
+    return view(job)
+
+
+def get(cp: ControlPlane, job_id: str) -> Job:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        raise BadRequest(f"{job_id!r} is not a job id (a UUID)") from None
+    with cp.session() as s:
+        job = s.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+def list_jobs(
+    cp: ControlPlane,
+    status: str | None = None,
+    runbook: str | None = None,
+    group: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    if status is not None:
+        try:
+            JobStatus(status)
+        except ValueError:
+            raise BadRequest(f"unknown status {status!r}: use one of {', '.join(s.value for s in JobStatus)}") from None
+    query = select(Job).order_by(Job.created_at.desc()).limit(max(1, min(limit, 1000)))  # type: ignore[attr-defined]
+    if status:
+        query = query.where(Job.status == status)
+    if runbook:
+        query = query.where(Job.runbook_name == runbook)
+    if group:
+        query = query.where(Job.group_name == group)
+    with cp.session() as s:
+        return [view(j) for j in s.exec(query).all()]
+
+
+def stop(cp: ControlPlane, job_id: str) -> dict[str, Any]:
+    """New jobs stop at once; held jobs go to Stopping and the agent learns it on lease renewal."""
+    job = get(cp, job_id)
+    now = utcnow()
+    with cp.session() as s:
+        result = s.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.NEW)
+            .values(
+                status=JobStatus.STOPPED,
+                status_reason="stopped before it started",
+                ended_at=now,
+                last_status_at=now,
+            )
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status.in_([JobStatus.ACTIVATING, JobStatus.RUNNING]))  # type: ignore[attr-defined]
+                .values(
+                    status=JobStatus.STOPPING,
+                    stop_requested=True,
+                    status_reason="stop requested",
+                    last_status_at=now,
+                )
+            )
+        s.commit()
+    job = get(cp, job_id)
+    if job.status in (JobStatus.STOPPED, JobStatus.STOPPING) and job.last_status_at == now:
+        cp.observer.on_job_status(event_of(job))
+    cp.notifier.wake(job_topic(job.id))
+    return view(job)
+
+
+def streams(
+    cp: ControlPlane, job_id: str, after: int = -1, limit: int = 1000, stream: str | None = None
+) -> list[dict[str, Any]]:
+    query = (
+        select(JobStream)
+        .where(JobStream.job_id == job_id, JobStream.seq > after)
+        .order_by(JobStream.seq)  # type: ignore[arg-type]
+        .limit(max(1, min(limit, 10000)))
+    )
+    if stream:
+        query = query.where(JobStream.stream == stream)
+    with cp.session() as s:
+        rows = s.exec(query).all()
+    return [{"seq": r.seq, "type": r.stream, "time": r.time.isoformat(), "text": r.text} for r in rows]
+
+
+def stream_count(cp: ControlPlane, job_id: str) -> int:
+    with cp.session() as s:
+        return s.exec(select(func.count()).select_from(JobStream).where(JobStream.job_id == job_id)).one()

@@ -1,0 +1,103 @@
+"""Control-plane tables (SQLModel). Schema changes go through `automation/migrations`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Setting(SQLModel, table=True):
+    """Account-wide secrets and settings (hashed registration keys, admin token hash)."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class WorkerGroup(SQLModel, table=True):
+    __tablename__ = "worker_group"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Worker(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=128)
+    group_id: int = Field(foreign_key="worker_group.id", index=True)
+    credential_hash: str = Field(max_length=128)
+    hostname: str = Field(default="", max_length=255)
+    os_type: str = Field(default="", max_length=32)
+    os_name: str = Field(default="", max_length=128)
+    os_version: str = Field(default="", max_length=64)
+    agent_version: str = Field(default="", max_length=32)
+    registered_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime | None = None
+
+    __table_args__ = (UniqueConstraint("group_id", "name", name="uq_worker_group_name"),)
+
+
+class Runbook(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=128)
+    runbook_type: str = Field(max_length=16)
+    description: str = Field(default="", max_length=512)
+    draft_content: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    draft_updated_at: datetime | None = None
+    published_content: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    published_type: str | None = Field(default=None, max_length=16)
+    published_version: int = 0
+    published_at: datetime | None = None
+    retry_on_worker_loss: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=36)
+    runbook_id: int = Field(index=True)  # no FK: job history outlives a deleted runbook
+    runbook_name: str = Field(max_length=128)
+    runbook_version: int
+    runbook_type: str = Field(max_length=16)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    group_id: int  # no FK: job history outlives a deleted group
+    group_name: str = Field(max_length=128)
+    params_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    timeout_s: float | None = None
+    retry_on_worker_loss: bool = False
+    status: str = Field(default="New", max_length=16)
+    status_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    worker_id: str | None = Field(default=None, max_length=36)
+    worker_name: str | None = Field(default=None, max_length=128)
+    activations: int = 0
+    stop_requested: bool = False
+    exit_code: int | None = None
+    lease_expires_at: datetime | None = None
+    traceparent: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    last_status_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (
+        Index("ix_job_queue", "group_id", "status", "created_at"),
+        Index("ix_job_lease", "status", "lease_expires_at"),
+    )
+
+
+class JobStream(SQLModel, table=True):
+    __tablename__ = "job_stream"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="job.id", max_length=36)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))  # (activation << 32) + n
+    stream: str = Field(max_length=16)
+    time: datetime
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+    __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_job_stream_seq"),)

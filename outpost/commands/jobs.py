@@ -1,0 +1,211 @@
+"""`outpost job ...`: start jobs, follow their output, inspect and stop them."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from outpost.commands.common import (
+    CaFileOpt,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    admin_client,
+    console,
+    err_console,
+    fail,
+    parse_params,
+    print_json,
+    print_table,
+)
+from outpost.contract import FINAL_STATUSES, JobStatus, StreamType
+from outpost.http import request
+
+app = typer.Typer(help="Start, follow, inspect and stop jobs.", no_args_is_help=True)
+
+COLUMNS = ["id", "runbook", "run_on", "status", "worker", "created_at", "ended_at"]
+FOLLOW_WAIT_S = 20.0
+
+
+def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """Print records as they arrive: Output to stdout, Error and Warning to stderr."""
+    after = -1
+    while True:
+        page = request(
+            client,
+            "GET",
+            f"/api/v1/jobs/{job_id}/streams",
+            params={"after": after, "wait": FOLLOW_WAIT_S},
+            timeout=FOLLOW_WAIT_S + 15,
+        ).json()
+        for rec in page["records"]:
+            after = rec["seq"]
+            kind = rec["type"]
+            if kind == StreamType.OUTPUT:
+                sys.stdout.write(rec["text"] + "\n")
+            elif kind == StreamType.ERROR:
+                sys.stderr.write(rec["text"] + "\n")
+            elif kind == StreamType.WARNING:
+                sys.stderr.write(f"WARNING: {rec['text']}\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        job = page["job"]
+        if job["status"] in FINAL_STATUSES and not page["records"]:
+            return job
+
+
+@app.command("start")
+def start(
+    runbook: str,
+    run_on: Annotated[str, typer.Option("--run-on", help="The worker group to run on.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="k=v for a named parameter, VALUE for the next positional one (repeatable)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.1, help="Fail the job after this many seconds.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Stream the output live; exit 0 only if it Completed.")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a job of a published runbook on a worker group; prints the job id."""
+    body = {"runbook": runbook, "run_on": run_on, "params": parse_params(param or []), "timeout_s": timeout}
+    with admin_client(url, token, ca_file) as client:
+        job = request(client, "POST", "/api/v1/jobs", json=body).json()
+        if not wait:
+            print_json(job) if as_json else typer.echo(job["id"])
+            return
+        err_console.print(f"job {job['id']} queued on {run_on}", highlight=False)
+        try:
+            final = _follow(client, job["id"])
+        except KeyboardInterrupt:
+            err_console.print(f"stopped following; the job goes on: outpost job show {job['id']}")
+            raise typer.Exit(130) from None
+    if as_json:
+        print_json(final)
+    if final["status"] != JobStatus.COMPLETED:
+        reason = f": {final['status_reason']}" if final.get("status_reason") else ""
+        fail(f"job {final['id']} ended {final['status']}{reason}")
+
+
+@app.command("show")
+def show(
+    job_id: str,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a job: status, worker, timestamps."""
+    with admin_client(url, token, ca_file) as client:
+        job = request(client, "GET", f"/api/v1/jobs/{job_id}").json()
+    if as_json:
+        print_json(job)
+        return
+    for key in (
+        "id",
+        "runbook",
+        "runbook_version",
+        "run_on",
+        "status",
+        "status_reason",
+        "worker",
+        "params",
+        "timeout_s",
+        "activations",
+        "exit_code",
+        "created_at",
+        "started_at",
+        "ended_at",
+    ):
+        console.print(f"[bold]{key:>16}[/] {job.get(key) if job.get(key) is not None else ''}", highlight=False)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    runbook: Annotated[str | None, typer.Option(help="Only jobs of this runbook.")] = None,
+    group: Annotated[str | None, typer.Option(help="Only jobs run on this group.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent jobs, newest first."""
+    params = {k: v for k, v in {"status": status, "runbook": runbook, "group": group, "limit": limit}.items() if v}
+    with admin_client(url, token, ca_file) as client:
+        rows = request(client, "GET", "/api/v1/jobs", params=params).json()
+    print_json(rows) if as_json else print_table(rows, COLUMNS)
+
+
+def _all_records(client: httpx.Client, job_id: str, stream: str | None) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    after = -1
+    while True:
+        params: dict[str, Any] = {"after": after, "limit": 10000}
+        if stream:
+            params["stream"] = stream
+        page = request(client, "GET", f"/api/v1/jobs/{job_id}/streams", params=params).json()["records"]
+        if not page:
+            return records
+        records.extend(page)
+        after = page[-1]["seq"]
+
+
+@app.command("output")
+def output(
+    job_id: str,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the job's Output stream."""
+    with admin_client(url, token, ca_file) as client:
+        records = _all_records(client, job_id, StreamType.OUTPUT.value)
+    if as_json:
+        print_json([r["text"] for r in records])
+    else:
+        for rec in records:
+            typer.echo(rec["text"])
+
+
+@app.command("streams")
+def streams(
+    job_id: str,
+    stream: Annotated[StreamType | None, typer.Option("--stream", help="Only this stream type.")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List all stream records of a job (type, time, text) in order."""
+    with admin_client(url, token, ca_file) as client:
+        records = _all_records(client, job_id, stream.value if stream else None)
+    if as_json:
+        print_json([{"type": r["type"], "time": r["time"], "text": r["text"]} for r in records])
+    else:
+        print_table(records, ["time", "type", "text"])
+
+
+@app.command("stop")
+def stop(
+    job_id: str,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a job: queued jobs stop at once, running ones get SIGTERM then SIGKILL."""
+    with admin_client(url, token, ca_file) as client:
+        job = request(client, "POST", f"/api/v1/jobs/{job_id}/stop").json()
+    print_json(job) if as_json else console.print(f"job {job_id}: {job['status']}", highlight=False)
