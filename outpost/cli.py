@@ -27,6 +27,7 @@ SUBAPPS: list[tuple[str, str]] = [
     ("job", "outpost.commands.jobs:app"),
     ("group", "outpost.commands.groups:app"),
     ("keys", "outpost.commands.keys:app"),
+    ("alerts", "outpost.commands.alerts:app"),
 ]
 COMMANDS: list[tuple[str, str]] = [
     ("server", "outpost.commands.server:server"),
