@@ -31,6 +31,7 @@ SUBAPPS: list[tuple[str, str]] = [
 ]
 COMMANDS: list[tuple[str, str]] = [
     ("server", "outpost.commands.server:server"),
+    ("diagnose", "diagnostics.cli:diagnose"),
 ]
 
 
