@@ -1,0 +1,275 @@
+"""The collector: store + metrics + the control-plane observer, with background upkeep.
+
+Composition (server or standalone `outpost collector`)::
+
+    collector = Collector(data_dir, retention_days=30, snapshot=provider, tls_cert_path=cert)
+    collector.start()
+    app.include_router(build_router(collector, require_admin=..., require_worker=...))
+    ...
+    collector.close()
+
+Observer events are queued and written in batches by a background thread (or by
+`flush()`, which every query calls first so a reader sees what was reported).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from outpost.contract import FINAL_STATUSES, StreamRecord
+from outpost.observer import JobEvent, SnapshotProvider, WorkerIdentity
+from telemetry import kql, rows
+from telemetry.metrics import CollectorMetrics
+from telemetry.store import DB_FILE, TABLES, TelemetryStore, to_naive_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.2
+RETENTION_INTERVAL_S = 3600.0
+MAX_CONCURRENT_QUERIES = 4
+DIAGNOSE_STATUSES = ("pass", "warn", "fail", "skip")
+HEARTBEAT_SUBSCRIPTION = rows.SUBSCRIPTION
+
+
+class _Observer:
+    """ControlPlaneObserver: job status -> JobLogs, streams -> JobStreams, counters and histograms."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._c = collector
+
+    def on_job_status(self, event: JobEvent) -> None:
+        c = self._c
+        status = str(event.status)
+        c.metrics.jobs.labels(event.runbook, event.group, status).inc()
+        if status == "Running" and event.created_at and event.started_at:
+            wait = (event.started_at - event.created_at).total_seconds()
+            c.metrics.queue_wait.labels(event.runbook, event.group).observe(max(0.0, wait))
+        if status in FINAL_STATUSES and event.started_at:
+            end = event.ended_at or event.time
+            c.metrics.duration.labels(event.runbook, event.group).observe(
+                max(0.0, (end - event.started_at).total_seconds())
+            )
+        c.enqueue("AzureDiagnostics", [rows.joblog_row(event)])
+
+    def on_job_streams(self, event: JobEvent, records: Sequence[StreamRecord]) -> None:
+        if records:
+            self._c.enqueue("AzureDiagnostics", rows.stream_rows(event, records))
+
+    def on_poll(self, worker: WorkerIdentity, got_job: bool) -> None:
+        m = self._c.metrics
+        m.polls.labels(worker.group, "job" if got_job else "empty").inc()
+        if got_job:
+            m.dispatches.labels(worker.group).inc()
+
+    def on_worker_removed(self, name: str, group: str) -> None:
+        self._c.metrics.fleet.remove(name, group)
+
+
+class Collector:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        retention_days: int = 30,
+        query_timeout_s: float = 30.0,
+        snapshot: SnapshotProvider | None = None,
+        tls_cert_path: Path | None = None,
+        stale_after_s: float = 180.0,
+        memory_limit: str | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.retention_days = retention_days
+        self.query_timeout_s = query_timeout_s
+        self.stale_after_s = stale_after_s
+        self.store = TelemetryStore(self.data_dir / DB_FILE, memory_limit=memory_limit)
+        self.metrics = CollectorMetrics(snapshot=snapshot, stale_after_s=stale_after_s, tls_cert_path=tls_cert_path)
+        self.observer = _Observer(self)
+        self._queue: queue.SimpleQueue[tuple[str, list[dict[str, Any]]]] = queue.SimpleQueue()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._query_slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+        self._restore_fleet()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        for target, name in ((self._flush_loop, "telemetry-flush"), (self._retention_loop, "telemetry-retention")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads.clear()
+        self.flush()
+        self.store.close()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            try:
+                self.flush()
+            except Exception:  # keep flushing; the next round retries what it can
+                log.exception("telemetry flush failed")
+
+    def _retention_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                removed = self.store.apply_retention(self.retention_days)
+                if any(removed.values()):
+                    log.info("telemetry retention removed %s", removed)
+            except Exception:
+                log.exception("telemetry retention failed")
+            if self._stop.wait(RETENTION_INTERVAL_S):
+                return
+
+    def _restore_fleet(self) -> None:
+        """After a restart, worker freshness comes from the stored heartbeats."""
+        with self.store.reader() as cur:
+            found = cur.execute(
+                'SELECT "Computer", "WorkerGroup_s", max("_TimeReceived") FROM "Heartbeat" '
+                'WHERE "_TimeReceived" > $1 GROUP BY ALL',
+                [utcnow() - timedelta(days=7)],
+            ).fetchall()
+        for name, group, received in found:
+            if name and group and received:
+                self.metrics.fleet.heartbeat(name, group, received.replace(tzinfo=UTC).timestamp(), None)
+
+    # -- ingestion -------------------------------------------------------------
+
+    def enqueue(self, table: str, items: list[dict[str, Any]]) -> None:
+        self._queue.put((table, items))
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            batches: dict[str, list[dict[str, Any]]] = {}
+            while True:
+                try:
+                    table, items = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batches.setdefault(table, []).extend(items)
+            for table, items in batches.items():
+                n = self.store.insert_rows(table, items)
+                self.metrics.rows.labels(table).inc(n)
+
+    def ingest_heartbeats(
+        self,
+        payload_rows: Sequence[Any],
+        *,
+        worker: str,
+        group: str,
+        sent_at: Any = None,
+        received: datetime | None = None,
+    ) -> tuple[int, int]:
+        """Store a worker's heartbeat batch (deduplicated by HeartbeatId); returns (inserted, duplicates).
+
+        Raises rows.HeartbeatRowError for a malformed batch.
+        """
+        batch = rows.heartbeat_rows(payload_rows, worker=worker, group=group)
+        resource = f"/subscriptions/{HEARTBEAT_SUBSCRIPTION}/resourcegroups/{group}/providers/outpost/workers/{worker}"
+        for row in batch:
+            row.setdefault("ResourceId", resource)
+            row["_ResourceId"] = resource
+            row.setdefault("Resource", worker)
+            row.setdefault("ResourceGroup", group)
+            row.setdefault("ResourceProvider", "Outpost")
+            row.setdefault("ResourceType", "workers")
+            row.setdefault("SubscriptionId", HEARTBEAT_SUBSCRIPTION)
+        inserted, dupes = self.store.insert_heartbeats(batch)
+        self.metrics.rows.labels("Heartbeat").inc(inserted)
+        if dupes:
+            self.metrics.duplicates.labels("Heartbeat").inc(dupes)
+        now = received or datetime.now(UTC)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        agent_time = to_naive_utc(sent_at)
+        if agent_time is None and len(batch) == 1:
+            agent_time = to_naive_utc(batch[0].get("TimeGenerated"))
+        skew = None
+        if agent_time is not None:
+            skew = (agent_time.replace(tzinfo=UTC) - now).total_seconds()
+        if batch:
+            self.metrics.fleet.heartbeat(worker, group, now.timestamp(), skew)
+        return inserted, dupes
+
+    def ingest_diagnostics(self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str,
+                           time_: Any = None) -> int:
+        t = to_naive_utc(time_) or utcnow()
+        out = []
+        failing: dict[str, bool] = {}
+        for i, r in enumerate(results):
+            check = r.get("id")
+            status = r.get("status")
+            if not isinstance(check, str) or not check:
+                raise ValueError(f"results[{i}].id must be a non-empty string")
+            if status not in DIAGNOSE_STATUSES:
+                raise ValueError(f"results[{i}].status must be one of {', '.join(DIAGNOSE_STATUSES)}")
+            failing[check] = status == "fail"
+            out.append({
+                "TimeGenerated": t,
+                "Computer": worker,
+                "WorkerGroup_s": group,
+                "CheckId": check,
+                "CheckGroup": r.get("group"),
+                "Status": status,
+                "Finding": r.get("finding"),
+                "Remediation": r.get("remediation"),
+                "DurationMs": r.get("duration_ms"),
+                "Evidence": r.get("evidence") if r.get("evidence") is not None else {},
+            })
+        n = self.store.insert_rows("DiagnosticResults", out)
+        self.metrics.rows.labels("DiagnosticResults").inc(n)
+        self.metrics.fleet.diagnose(worker, group, failing)
+        return n
+
+    def ingest_rows(self, table: str, items: list[dict[str, Any]]) -> int:
+        n = self.store.insert_rows(table, items)
+        self.metrics.rows.labels(table).inc(n)
+        return n
+
+    def audit(self, time_: datetime, operation: str, target: str, caller: str, result: str = "Succeeded") -> None:
+        """Record an AuditEvent row (the control plane may call this for runbook/asset changes)."""
+        self.enqueue("AzureDiagnostics", [rows.audit_row(time_, operation, target, caller, result)])
+
+    # -- queries ---------------------------------------------------------------
+
+    def tables(self) -> dict[str, list[tuple[str, str]]]:
+        return dict(TABLES)
+
+    def query(self, text: str, *, timeout_s: float | None = None, max_rows: int = kql.DEFAULT_MAX_ROWS
+              ) -> kql.QueryResult:
+        """Run KQL; raises kql.QueryError (subclasses) for anything the caller must fix."""
+        self.flush()
+        timeout = self.query_timeout_s if timeout_s is None else min(timeout_s, self.query_timeout_s)
+        if not self._query_slots.acquire(timeout=timeout):
+            raise kql.QueryTimeoutError("too many queries running; try again")
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            with self.store.reader() as cur:
+                result = kql.run_query(
+                    cur, text, tables={t: [c for c, _ in cols] for t, cols in TABLES.items()},
+                    timeout_s=timeout, max_rows=max_rows,
+                )
+            outcome = "ok"
+            return result
+        except kql.QueryTimeoutError:
+            outcome = "timeout"
+            raise
+        finally:
+            self._query_slots.release()
+            self.metrics.queries.labels(outcome).inc()
+            self.metrics.query_seconds.observe(time.monotonic() - started)

@@ -1,0 +1,206 @@
+"""Prometheus metrics for the collector (names are a contract with dashboards and alerts).
+
+Counters and histograms are updated as events arrive; per-worker gauges, queue
+depth and certificate expiry are computed at scrape time, so a removed worker's
+series simply stop being produced.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector as _PromCollector
+
+from outpost import __version__
+from outpost.observer import GroupSnapshot, SnapshotProvider
+
+# Jobs run from seconds to hours.
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+
+
+@dataclass
+class WorkerState:
+    name: str
+    group: str
+    last_heartbeat: float  # server receive time, unix seconds
+    clock_skew_s: float | None = None
+
+
+class FleetState:
+    """What the scrape-time gauges read; updated by ingestion, thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.workers: dict[tuple[str, str], WorkerState] = {}
+        self.checks: dict[tuple[str, str], dict[str, bool]] = {}  # (worker, group) -> check -> failing
+
+    def heartbeat(self, name: str, group: str, received: float, skew: float | None) -> None:
+        with self._lock:
+            # A worker that moved group is one worker: drop its old series.
+            for key in [k for k in self.workers if k[0] == name and k[1] != group]:
+                del self.workers[key]
+                self.checks.pop(key, None)
+            state = self.workers.get((name, group))
+            if state is None or received >= state.last_heartbeat:
+                self.workers[(name, group)] = WorkerState(
+                    name, group, received, skew if skew is not None else (state.clock_skew_s if state else None)
+                )
+
+    def diagnose(self, name: str, group: str, results: dict[str, bool]) -> None:
+        with self._lock:
+            self.checks[(name, group)] = dict(results)
+
+    def remove(self, name: str, group: str | None = None) -> None:
+        with self._lock:
+            for key in [k for k in self.workers if k[0] == name and (group is None or k[1] == group)]:
+                del self.workers[key]
+            for key in [k for k in self.checks if k[0] == name and (group is None or k[1] == group)]:
+                del self.checks[key]
+
+    def snapshot(self) -> tuple[list[WorkerState], dict[tuple[str, str], dict[str, bool]]]:
+        with self._lock:
+            return list(self.workers.values()), {k: dict(v) for k, v in self.checks.items()}
+
+
+class _ScrapeCollector(_PromCollector):
+    def __init__(self, metrics: CollectorMetrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        now = time.time()
+        groups: list[GroupSnapshot] | None = None
+        if m.snapshot is not None:
+            try:
+                groups = m.snapshot()
+            except Exception:  # a broken snapshot must not break the whole scrape
+                groups = None
+        registered: dict[str, set[str]] | None = None
+        if groups is not None:
+            registered = {g.group: set(g.workers) for g in groups}
+            # Workers gone from the control plane are gone from the metrics too.
+            for w in m.fleet.snapshot()[0]:
+                if w.name not in registered.get(w.group, set()):
+                    m.fleet.remove(w.name, w.group)
+        workers, checks = m.fleet.snapshot()
+
+        up = GaugeMetricFamily("outpost_worker_up", "1 if the worker heartbeated within the stale window",
+                               labels=["worker", "group"])
+        last = GaugeMetricFamily("outpost_worker_last_heartbeat_timestamp_seconds",
+                                 "Server receive time of the worker's latest heartbeat", labels=["worker", "group"])
+        skew = GaugeMetricFamily("outpost_worker_clock_skew_seconds",
+                                 "Agent clock minus server clock at the latest heartbeat", labels=["worker", "group"])
+        counts: dict[tuple[str, str], int] = {}
+        seen: set[tuple[str, str]] = set()
+        for w in workers:
+            alive = now - w.last_heartbeat <= m.stale_after_s
+            up.add_metric([w.name, w.group], 1.0 if alive else 0.0)
+            last.add_metric([w.name, w.group], w.last_heartbeat)
+            if w.clock_skew_s is not None:
+                skew.add_metric([w.name, w.group], w.clock_skew_s)
+            state = "up" if alive else "down"
+            counts[(w.group, state)] = counts.get((w.group, state), 0) + 1
+            seen.add((w.name, w.group))
+        if registered is not None:
+            for group, names in registered.items():
+                for name in names:
+                    if (name, group) not in seen:  # registered but never heartbeated
+                        up.add_metric([name, group], 0.0)
+                        counts[(group, "down")] = counts.get((group, "down"), 0) + 1
+        yield up
+        yield last
+        yield skew
+
+        fleet = GaugeMetricFamily("outpost_workers", "Workers per group by state", labels=["group", "state"])
+        all_groups = {g for g, _ in counts} | set(registered or {})
+        for group in sorted(all_groups):
+            for state in ("up", "down"):
+                fleet.add_metric([group, state], float(counts.get((group, state), 0)))
+        yield fleet
+
+        depth = GaugeMetricFamily("outpost_queue_depth", "Queued jobs per group", labels=["group"])
+        oldest = GaugeMetricFamily("outpost_queue_oldest_age_seconds", "Age of the oldest queued job",
+                                   labels=["group"])
+        for g in groups or []:
+            depth.add_metric([g.group], float(g.queue_depth))
+            oldest.add_metric([g.group], float(g.oldest_queued_age_s))
+        yield depth
+        yield oldest
+
+        failing = GaugeMetricFamily("outpost_diagnose_check_failing",
+                                    "1 when the worker's latest diagnose result for the check is fail",
+                                    labels=["worker", "group", "check"])
+        for (name, group), results in checks.items():
+            if registered is not None and name not in registered.get(group, set()):
+                continue
+            for check, bad in sorted(results.items()):
+                failing.add_metric([name, group, check], 1.0 if bad else 0.0)
+        yield failing
+
+        cert = GaugeMetricFamily("outpost_certificate_expiry_timestamp_seconds",
+                                 "notAfter of the certificate the server presents", labels=["kind", "subject"])
+        info = m.certificate_info()
+        if info is not None:
+            cert.add_metric(["server", info[0]], info[1])
+        yield cert
+
+        build = GaugeMetricFamily("outpost_build_info", "Outpost version", labels=["version"])
+        build.add_metric([__version__], 1.0)
+        yield build
+
+
+class CollectorMetrics:
+    def __init__(self, *, snapshot: SnapshotProvider | None, stale_after_s: float,
+                 tls_cert_path: Path | None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.snapshot = snapshot
+        self.stale_after_s = stale_after_s
+        self.tls_cert_path = tls_cert_path
+        self.fleet = FleetState()
+        self._cert_cache: tuple[float, tuple[str, float] | None] | None = None
+        r = self.registry
+        self.jobs = Counter("outpost_jobs", "Job status transitions", ["runbook", "group", "status"], registry=r)
+        self.duration = Histogram("outpost_job_duration_seconds", "Running to final status",
+                                  ["runbook", "group"], buckets=DURATION_BUCKETS, registry=r)
+        self.queue_wait = Histogram("outpost_job_queue_wait_seconds", "Created to started (schedule-to-start)",
+                                    ["runbook", "group"], buckets=QUEUE_WAIT_BUCKETS, registry=r)
+        self.polls = Counter("outpost_polls", "Worker polls by outcome", ["group", "outcome"], registry=r)
+        self.dispatches = Counter("outpost_dispatches", "Jobs handed to workers", ["group"], registry=r)
+        self.rows = Counter("outpost_telemetry_rows", "Rows stored by the collector", ["table"], registry=r)
+        self.duplicates = Counter("outpost_telemetry_duplicate_rows", "Re-sent rows dropped as duplicates",
+                                  ["table"], registry=r)
+        self.queries = Counter("outpost_kql_queries", "KQL queries by outcome", ["outcome"], registry=r)
+        self.query_seconds = Histogram("outpost_kql_query_duration_seconds", "KQL query run time",
+                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)
+        r.register(_ScrapeCollector(self))
+
+    def certificate_info(self) -> tuple[str, float] | None:
+        path = self.tls_cert_path
+        if path is None:
+            return None
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return None
+        if self._cert_cache and self._cert_cache[0] == mtime:
+            return self._cert_cache[1]
+        info: tuple[str, float] | None = None
+        try:
+            from cryptography import x509
+
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            info = (cert.subject.rfc4514_string(), cert.not_valid_after_utc.timestamp())
+        except (OSError, ValueError):
+            info = None
+        self._cert_cache = (mtime, info)
+        return info
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
