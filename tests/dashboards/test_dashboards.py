@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboard_files import (
+from grafana_foundation_sdk.cog import runtime as cogruntime
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
+
+from tests.dashboards.dashboard_files import (
     ADX_TYPE,
     DASHBOARD_DIR,
     JSON_DIR,
@@ -18,10 +23,6 @@ from dashboard_files import (
     load_generator,
     promql_expressions,
 )
-from grafana_foundation_sdk.cog import runtime as cogruntime
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.cog.plugins import register_default_plugins
-from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
 
 DOCS = dashboards()
 BUILT_IN_VARIABLES = {"__rate_interval", "__interval", "__range", "__timeFilter"}
@@ -83,9 +84,7 @@ def _variables(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_data_sources_only_through_variables(name: str) -> None:
     doc = DOCS[name]
     variables = _variables(doc)
-    assert (
-        variables["prometheus"]["type"] == "datasource" and variables["prometheus"]["query"] == "prometheus"
-    )
+    assert variables["prometheus"]["type"] == "datasource" and variables["prometheus"]["query"] == "prometheus"
     assert variables["kusto"]["type"] == "datasource" and variables["kusto"]["query"] == ADX_TYPE
     refs = [panel.get("datasource") for panel in all_panels(doc) if panel["type"] != "row"]
     refs += [t.get("datasource") for p in all_panels(doc) for t in p.get("targets", [])]
@@ -116,10 +115,7 @@ def test_kql_is_shown_in_table_panels() -> None:
                     assert panel["type"] in {"table", "timeseries"}
                     assert target["query"] in panel["description"], panel["title"]
     table_kql = [
-        p
-        for d in DOCS.values()
-        for p in all_panels(d)
-        if p["type"] == "table" and "KQL" in p.get("description", "")
+        p for d in DOCS.values() for p in all_panels(d) if p["type"] == "table" and "KQL" in p.get("description", "")
     ]
     assert len(table_kql) >= 5
 

@@ -36,10 +36,10 @@ VARIABLES = {"group": "g1", "worker": "w1", "runbook": ".+", "database": "Outpos
 
 
 @contextmanager
-def running_prometheus(tmp: Path, target: str, token: str) -> Iterator[str]:
+def running_prometheus(tmp: Path, target: str, token: str | None) -> Iterator[str]:
     """A real Prometheus on loopback scraping the Outpost server every second, with Outpost's rules."""
     port = free_port()
-    (tmp / "token").write_text(token)
+    (tmp / "token").write_text(token or "unused")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
@@ -47,11 +47,12 @@ def running_prometheus(tmp: Path, target: str, token: str) -> Iterator[str]:
             {
                 "job_name": "outpost",
                 "metrics_path": "/metrics",
-                "authorization": {"type": "Bearer", "credentials_file": str(tmp / "token")},
                 "static_configs": [{"targets": [target]}],
             }
         ],
     }
+    if token:
+        config["scrape_configs"][0]["authorization"] = {"type": "Bearer", "credentials_file": str(tmp / "token")}
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (tmp / "prometheus.log").open("w")
     proc = subprocess.Popen(
