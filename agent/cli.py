@@ -208,7 +208,7 @@ def run(
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger("outpost.agent").info("signal %d: finishing up", signum)
-        agent.stop_event.set()
+        agent.interrupt()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -25,6 +25,10 @@ BACKOFF_CAP_S = 60.0
 STATUS_WRITE_EVERY_S = 5.0
 
 
+class PollInterrupted(Exception):
+    """Raised from the signal handler to cut short a long-poll on shutdown."""
+
+
 class CredentialRejected(Exception):
     """The service no longer knows this worker: re-registration is needed."""
 
@@ -51,6 +55,7 @@ class Agent:
         self._runs: dict[str, JobRun] = {}
         self._runs_lock = threading.Lock()
         self._last_status_write = 0.0
+        self._in_poll = False
         self.run_options = RunOptions(
             work_root=state.dir / "work",
             worker_name=self.registration.name,
@@ -71,12 +76,15 @@ class Agent:
 
     def poll_once(self) -> JobAssignment | None:
         hold = self.opts.poll_hold_s
+        self._in_poll = True
         try:
             response = request(self.client, "POST", AGENT_POLL, params={"wait": hold}, timeout=hold + 5)
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise CredentialRejected(exc.message) from None
             raise
+        finally:
+            self._in_poll = False
         self._note(last_poll_ok=datetime.now(UTC).isoformat())
         if response.status_code == 204:
             return None
@@ -93,6 +101,16 @@ class Agent:
             with self._runs_lock:
                 self._runs.pop(job.job_id, None)
             self._slots.release()
+
+    def interrupt(self) -> None:
+        """Signal-handler entry: stop taking jobs, and abandon a poll in flight at once.
+
+        The handler runs in the main thread, which is the one blocked in the poll; raising
+        there ends the wait now instead of after the server's hold time.
+        """
+        self.stop_event.set()
+        if self._in_poll:
+            raise PollInterrupted()
 
     def run(self) -> int:
         """Poll until stopped. Returns the process exit code."""
@@ -111,6 +129,9 @@ class Agent:
                     continue
                 try:
                     job = self.poll_once()
+                except PollInterrupted:
+                    self._slots.release()
+                    break
                 except CredentialRejected as exc:
                     self._slots.release()
                     log.error("%s", exc)

@@ -1,0 +1,3 @@
+from outpost.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""A published runbook runs on a worker group, end to end, with real processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers.api import outputs, publish, start_job, wait_job
+from tests.helpers.procs import cli, wait_until
+
+ECHO_PY = """import sys
+print("args=" + "|".join(sys.argv[1:]))
+print("ERROR: an error line")
+print("WARNING: a warning line")
+print("VERBOSE: a verbose line")
+print("DEBUG: a debug line")
+print("to stderr", file=sys.stderr)
+"""
+
+
+def test_python_runbook_streams_and_params(server, make_agent):
+    make_agent(server)
+    with server.client() as c:
+        publish(c, "echo", ECHO_PY, "python3")
+        job_id = start_job(c, "echo", params=[{"name": None, "value": "first"}, {"name": "k", "value": "v"},
+                                              {"name": None, "value": "second"}])
+        job = wait_job(c, job_id)
+        assert job["status"] == "Completed"
+        assert job["worker"] == "w1" and job["exit_code"] == 0
+        records = c.get(f"/api/v1/jobs/{job_id}/streams").json()["records"]
+    by_type = {(r["type"], r["text"]) for r in records}
+    # Positional values first, in the order given, then named ones as --name value.
+    assert ("Output", "args=first|second|--k|v") in by_type
+    assert ("Error", "an error line") in by_type
+    assert ("Warning", "a warning line") in by_type
+    assert ("Verbose", "a verbose line") in by_type
+    assert ("Debug", "a debug line") in by_type
+    assert ("Error", "to stderr") in by_type
+
+
+def test_bash_runbook_exit_code_fails_job(server, make_agent):
+    make_agent(server)
+    with server.client() as c:
+        publish(c, "boom", "echo before\nexit 7\n")
+        job = wait_job(c, start_job(c, "boom"))
+    assert job["status"] == "Failed"
+    assert job["exit_code"] == 7
+    assert "exit code 7" in job["status_reason"]
+
+
+def test_cli_quickstart_wait_prints_output(server, make_agent, tmp_path):
+    """The README quickstart: create, publish, start --wait; exit 0 only on Completed."""
+    make_agent(server)
+    env = server.env()
+    script = tmp_path / "hello.sh"
+    script.write_text('echo "hello $1"\necho "oops" >&2\n')
+    assert cli("runbook", "create", "hello", "--type", "bash", "--file", str(script), env=env).returncode == 0
+    unpublished = cli("job", "start", "hello", "--run-on", "g1", env=env)
+    assert unpublished.returncode == 1
+    assert "runbook hello has no published version; publish it first" in unpublished.stderr
+    assert len(unpublished.stderr.strip().splitlines()) == 1
+    assert cli("runbook", "publish", "hello", env=env).returncode == 0
+    done = cli("job", "start", "hello", "--run-on", "g1", "--param", "world", "--wait", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["hello world"]
+    assert "oops" in done.stderr
+
+    script.write_text("echo partial\nexit 3\n")
+    cli("runbook", "create", "hello", "--file", str(script), "--type", "bash", "--publish", env=env)
+    failed = cli("job", "start", "hello", "--run-on", "g1", "--wait", env=env)
+    assert failed.returncode == 1
+    assert failed.stdout.splitlines() == ["partial"]
+    assert "ended Failed" in failed.stderr
+
+    job_id = cli("job", "start", "hello", "--run-on", "g1", env=env).stdout.strip()
+    assert len(job_id) == 36
+    shown = cli("job", "show", job_id, "--json", env=env)
+    assert json.loads(shown.stdout)["id"] == job_id
+    wait_until(lambda: json.loads(cli("job", "show", job_id, "--json", env=env).stdout)["status"] == "Failed", 30)
+    streams = json.loads(cli("job", "streams", job_id, "--json", env=env).stdout)
+    assert [(s["type"], s["text"]) for s in streams] == [("Output", "partial")]
+    assert set(streams[0]) == {"type", "time", "text"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_200_jobs_three_agents_exactly_once(backend, make_server, make_agent, request):
+    kwargs = {}
+    if backend == "postgres":
+        kwargs["database_url"] = request.getfixturevalue("pg_url")
+    server = make_server(**kwargs)
+    agents = [make_agent(server, name=f"w{i}", run_args=["--concurrency", "4"]) for i in range(3)]
+    with server.client() as c:
+        publish(c, "count", 'echo "job $1 on $(hostname)"\n')
+        ids = {start_job(c, "count", params=[{"name": None, "value": str(i)}]): i for i in range(200)}
+        for job_id, i in ids.items():
+            job = wait_job(c, job_id, timeout=120)
+            assert job["status"] == "Completed", job
+            assert job["activations"] == 1
+            assert outputs(c, job_id)[0].startswith(f"job {i} on ")
+            assert len(outputs(c, job_id)) == 1
+        workers = {c.get(f"/api/v1/jobs/{j}").json()["worker"] for j in ids}
+    assert workers <= {a.name for a in agents}
+    assert len(workers) >= 2  # the load really was shared

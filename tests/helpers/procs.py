@@ -1,0 +1,142 @@
+"""Real Outpost processes for tests: servers and agents on 127.0.0.1, started as users would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+OUTPOST = [sys.executable, "-m", "outpost"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll `predicate` until truthy; bounded in time. Returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*OUTPOST, *args], capture_output=True, text=True, env=full_env, input=input,
+                          timeout=timeout)
+
+
+class Server:
+    """`outpost server` in a subprocess; restartable on the same port and data dir."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, database_url: str | None = None,
+                 extra: list[str] | None = None, ca_file: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.ca_file = ca_file
+        self.port = port or free_port()
+        self.database_url = database_url
+        self.extra = extra or []
+        self.proc: subprocess.Popen[str] | None = None
+        self.token = ""
+        self.registration_key = ""
+        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.scheme = "https" if "--tls-cert" in self.extra else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> Server:
+        args = [*OUTPOST, "server", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        log = open(self.log_path, "a")  # noqa: SIM115 (lives as long as the process)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
+        creds_file = self.data_dir / "credentials.json"
+
+        def ready() -> bool:
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                verify = self.ca_file or True
+                return httpx.get(f"{self.url}/api/v1/health", timeout=1, verify=verify).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout, 0.1, "the server to answer /api/v1/health")
+        creds = json.loads(creds_file.read_text()) if creds_file.exists() else {}
+        self.token = creds.get("admin_token") or self.token
+        self.registration_key = creds.get("registration_key_primary") or self.registration_key
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30,
+                            verify=self.ca_file or True)
+
+    def env(self) -> dict[str, str]:
+        return {"OUTPOST_URL": self.url, "OUTPOST_TOKEN": self.token}
+
+
+class Agent:
+    """A registered worker with its own state dir, running `outpost worker run`."""
+
+    def __init__(self, server: Server, state_dir: Path, group: str, name: str,
+                 run_args: list[str] | None = None) -> None:
+        self.server = server
+        self.state_dir = state_dir
+        self.group = group
+        self.name = name
+        self.run_args = run_args or []
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = state_dir.parent / f"agent-{name}.log"
+
+    def register(self, url: str | None = None, extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+        result = cli("worker", "register", "--url", url or self.server.url, "--key", self.server.registration_key,
+                     "--group", self.group, "--name", self.name, "--state-dir", str(self.state_dir), *(extra or []))
+        assert result.returncode == 0, result.stderr
+        return result
+
+    def start(self) -> Agent:
+        args = [*OUTPOST, "worker", "run", "--state-dir", str(self.state_dir), "--stop-grace", "2",
+                "--lease-renew", "0.5", "--backoff-cap", "1", "--heartbeat-interval", "1", *self.run_args]
+        log = open(self.log_path, "a")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
