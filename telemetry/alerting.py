@@ -52,6 +52,16 @@ def _render(template: str, labels: dict[str, str], value: float) -> str:
         return template
 
 
+def collector_query_runner(collector: Any) -> QueryRunner:
+    """Adapt telemetry.collector.Collector.query (a kql.QueryResult) to run_query(kql) -> (columns, rows)."""
+
+    def run(kql: str) -> tuple[list[str], list[Any]]:
+        result = collector.query(kql)
+        return [name for name, _ in result.columns], result.rows
+
+    return run
+
+
 @dataclass
 class MaintenanceWindow:
     """Silences alerts whose `worker` or `group` label matches, between starts_at and ends_at."""

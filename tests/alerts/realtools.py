@@ -15,10 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import duckdb_kql
 import httpx
 
-from telemetry.store import TelemetryStore
+from telemetry import kql
+from telemetry.store import TABLES, TelemetryStore
 
 ALERTMANAGER_CONFIG = """\
 route:
@@ -133,10 +133,12 @@ class WebhookReceiver:
 def query_runner(store: TelemetryStore) -> Any:
     """run_query(kql) -> (columns, rows) over a real store, as the collector's query layer does."""
 
-    def run(kql: str) -> tuple[Sequence[str], Sequence[Sequence[Any]]]:
+    tables = {table: [c for c, _ in cols] for table, cols in TABLES.items()}
+
+    def run(query: str) -> tuple[Sequence[str], Sequence[Sequence[Any]]]:
         with store.reader() as cur:
-            rel = duckdb_kql.query(cur, kql)
-            return rel.columns, rel.fetchall()
+            result = kql.run_query(cur, query, tables=tables)
+        return [name for name, _ in result.columns], result.rows
 
     return run
 
