@@ -91,18 +91,18 @@ def connect(ctx: Context, ep: Endpoint) -> Outcome:
         return fail(
             f"{path.problem}", "check the proxy address and that the proxy runs", evidence=evidence, command=command
         )
-    if tunnel.status == 407:
+    if tunnel.status in (407, 401):  # some proxies (tinyproxy) answer bad credentials with 401
         challenge = tunnel.headers.get("proxy-authenticate", "no challenge")
         if proxy.username is None:
             return fail(
-                f"proxy {proxy.address} requires authentication (407, {challenge})",
+                f"proxy {proxy.address} requires authentication ({tunnel.status}, {challenge})",
                 "put the credentials in the proxy URL: HTTPS_PROXY=http://USER:PASSWORD@host:port "
                 "(URL-encode special characters) in the agent's environment",
                 evidence=evidence,
                 command=command,
             )
         return fail(
-            f"proxy {proxy.address} rejected the credentials of user {proxy.username} (407)",
+            f"proxy {proxy.address} rejected the credentials of user {proxy.username} ({tunnel.status})",
             "check the proxy user name and password in HTTPS_PROXY (URL-encode special characters)",
             evidence=evidence,
             command=command,
