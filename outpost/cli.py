@@ -32,6 +32,8 @@ SUBAPPS: list[tuple[str, str]] = [
 COMMANDS: list[tuple[str, str]] = [
     ("server", "outpost.commands.server:server"),
     ("diagnose", "diagnostics.cli:diagnose"),
+    ("query", "outpost.commands.query:query"),
+    ("collector", "telemetry.standalone:collector"),
 ]
 
 

@@ -964,3 +964,12 @@ def run_query(
     columns = [(d[0], kusto_type(str(d[1]))) for d in desc]
     rows = [[json_value(v, columns[i][1]) for i, v in enumerate(r)] for r in raw]
     return QueryResult(columns=columns, rows=rows, truncated=truncated, raw_rows=raw)
+
+
+def parse_timespan_seconds(text: str) -> float:
+    """Kusto timespan text (`[d.]hh:mm:ss[.f]`) -> seconds; raises ValueError."""
+    m = re.fullmatch(r"\s*(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*", text)
+    if not m:
+        raise ValueError(f"not a timespan: {text!r}")
+    days, hours, minutes, seconds = m.groups()
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
