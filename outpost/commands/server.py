@@ -83,7 +83,7 @@ def server(
         ssl_keyfile=str(tls_key) if tls_key else None,
         log_level=log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=1,  # long-polls are retried by agents; do not hold a restart for them
     )
     try:
         uvicorn.Server(config).run()
