@@ -77,7 +77,16 @@ def _endpoints(ctx: Context, options: Options, run_deadline: float) -> list[Endp
     thread = threading.Thread(target=work, daemon=True, name="diagnose-endpoints")
     thread.start()
     thread.join(max(0.0, min(options.timeout, run_deadline - time.monotonic())) + 0.5)
-    return box[0] if box else []
+    if box:
+        return box[0]
+    # The endpoints document hangs: still check the server URL itself.
+    from diagnostics.context import split_url
+
+    try:
+        _, host, port = split_url(ctx.server_url or "")
+    except ValueError:
+        return []
+    return [Endpoint(host, port, "Outpost server (from the server URL)", "server URL")]
 
 
 def _run_parallel(ctx: Context, spec: CheckSpec, endpoints: list[Endpoint], run_deadline: float) -> list[CheckResult]:
