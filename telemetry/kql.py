@@ -173,8 +173,11 @@ def check_syntax(query: str) -> None:
         line -= 1
         column = len(lines[line - 1].rstrip()) - 1
     near = lines[line - 1].strip() if 1 <= line <= len(lines) else ""
+    message = first.message
+    if " expecting {" in message and len(message) > 200:  # ANTLR lists every token of the language
+        message = message.split(" expecting {")[0]
     raise QuerySyntaxError(
-        f"syntax error at line {line}, column {column + 1}: {first.message}" + (f" (in: {near[:120]})" if near else ""),
+        f"syntax error at line {line}, column {column + 1}: {message}" + (f" (in: {near[:120]})" if near else ""),
         line=line,
         column=column + 1,
     )
@@ -898,6 +901,18 @@ _SOURCE_WORDS = frozenset({"datatable", "print", "range", "union", "search", "ma
                            "declare", "alias", "pattern", "restrict", "getschema"})
 
 
+MAX_RANGE_ROWS = 10_000_000
+
+
+def _check_ranges(query: str) -> None:
+    """duckdb-kql builds `range` as one in-memory list: refuse sizes that would exhaust memory."""
+    masked = kt.mask(query)
+    for m in re.finditer(r"(?<![\w-])range\s+\w+\s+from\s+(-?\d+)\s+to\s+(-?\d+)\s+step\s+(\d+)\b", masked):
+        lo, hi, step = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if step > 0 and (hi - lo) // step > MAX_RANGE_ROWS:
+            raise QueryError(f"range of more than {MAX_RANGE_ROWS:,} rows is refused (it would be built in memory)")
+
+
 def _check_tables(query: str, tables: dict[str, list[str]]) -> None:
     """Name an unknown table up front (`Perf`, `Update`), before any other error could hide it."""
     masked = kt.mask(query)
@@ -944,6 +959,7 @@ def run_query(
     if re.match(r"\s*\.", kt.mask(query)):
         raise QueryUnsupportedError("control commands are served by /v1/rest/mgmt, not as queries")
     _check_tables(query, tables)
+    _check_ranges(query)
     now = now or datetime.now(UTC).replace(tzinfo=None)
     deadline = time.monotonic() + timeout_s
     session = _Session(cursor, tables, now, deadline)
