@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -59,6 +60,9 @@ class Server:
         self.log_path = data_dir.parent / f"server-{self.port}.log"
         self.scheme = "https" if "--tls-cert" in self.extra else "http"
 
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
@@ -75,7 +79,7 @@ class Server:
             if self.proc and self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                verify = self.ca_file or True
+                verify = self.verify()
                 return httpx.get(f"{self.url}/api/v1/health", timeout=1, verify=verify).status_code == 200
             except httpx.HTTPError:
                 return False
@@ -97,7 +101,7 @@ class Server:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30,
-                            verify=self.ca_file or True)
+                            verify=self.verify())
 
     def env(self) -> dict[str, str]:
         return {"OUTPOST_URL": self.url, "OUTPOST_TOKEN": self.token}
@@ -118,7 +122,8 @@ class Agent:
 
     def register(self, url: str | None = None, extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
         result = cli("worker", "register", "--url", url or self.server.url, "--key", self.server.registration_key,
-                     "--group", self.group, "--name", self.name, "--state-dir", str(self.state_dir), *(extra or []))
+                     "--group", self.group, "--name", self.name, "--state-dir", str(self.state_dir),
+                     *(["--ca-file", self.server.ca_file] if self.server.ca_file else []), *(extra or []))
         assert result.returncode == 0, result.stderr
         return result
 

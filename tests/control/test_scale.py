@@ -1,0 +1,91 @@
+"""The scale path: replicas sharing PostgreSQL, long-poll wake-ups, HTTPS with a private CA."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.helpers.api import outputs, publish, start_job, wait_job
+from tests.helpers.procs import cli
+
+
+def test_two_servers_on_one_postgres_exactly_once(make_server, make_agent, pg_url):
+    a = make_server("a", database_url=pg_url)
+    b = make_server("b", database_url=pg_url)
+    b.token, b.registration_key = a.token, a.registration_key  # b joined a's database: same account
+    agents = [make_agent(a if i % 2 else b, name=f"w{i}", run_args=["--concurrency", "3"]) for i in range(4)]
+    ids: dict[str, int] = {}
+    with a.client() as ca, b.client() as cb:
+        publish(ca, "count", 'echo "n=$1"\n')
+        for i in range(120):
+            ids[start_job(ca if i % 2 else cb, "count", params=[{"name": None, "value": str(i)}])] = i
+        for job_id, i in ids.items():
+            job = wait_job(cb, job_id, timeout=120)
+            assert job["status"] == "Completed" and job["activations"] == 1, job
+            assert outputs(ca, job_id) == [f"n={i}"]
+        served = {ca.get(f"/api/v1/jobs/{j}").json()["worker"] for j in ids}
+    assert served <= {x.name for x in agents} and len(served) >= 3
+
+
+def test_waiting_worker_wakes_on_new_job_not_at_next_poll(make_server, make_agent, pg_url):
+    """Agents hold 25 s polls; a job created on the *other* replica still starts at once (NOTIFY)."""
+    a = make_server("a", database_url=pg_url)
+    b = make_server("b", database_url=pg_url)
+    make_agent(a)
+    with a.client() as ca, httpx.Client(base_url=b.url, headers={"Authorization": f"Bearer {a.token}"}) as cb:
+        publish(ca, "quick", "echo hi\n")
+        time.sleep(1.0)  # the agent is now parked in a long-poll on server a
+        job_id = start_job(cb, "quick")
+        job = wait_job(cb, job_id, timeout=20)  # far below the 25 s hold: only a wake-up explains it
+    started = dt.datetime.fromisoformat(job["started_at"])
+    created = dt.datetime.fromisoformat(job["created_at"])
+    assert (started - created).total_seconds() < 5
+
+
+def _make_ca_and_cert(tmp_path):
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Outpost Test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address(
+                "127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+def test_https_with_private_ca(make_server, make_agent, tmp_path):
+    paths = _make_ca_and_cert(tmp_path)
+    server = make_server(extra=["--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"])],
+                         ca_file=str(paths["ca"]))
+    # Without the CA, verification fails with a hint, never a silent downgrade.
+    untrusted = cli("worker", "register", "--url", server.url, "--key", server.registration_key, "--group", "g1",
+                    "--state-dir", str(tmp_path / "untrusted"))
+    assert untrusted.returncode == 1
+    assert "TLS verification failed" in untrusted.stderr and "--ca-file" in untrusted.stderr
+    make_agent(server)
+    with server.client() as c:
+        publish(c, "tls", "echo secure\n")
+        job = wait_job(c, start_job(c, "tls"), timeout=30)
+        assert job["status"] == "Completed" and outputs(c, job["id"]) == ["secure"]
+    listed = cli("job", "list", "--ca-file", str(paths["ca"]), env=server.env())
+    assert listed.returncode == 0, listed.stderr
