@@ -101,9 +101,9 @@ def test_stock_otel_exporters(collector: Collector) -> None:
         tp.add_span_processor(SimpleSpanProcessor(
             OTLPSpanExporter(endpoint=f"{url}/v1/traces", headers=headers, compression=Compression.Gzip)))
         tracer = tp.get_tracer("outpost.test")
-        with tracer.start_as_current_span("job j1", attributes={"outpost.job_id": "j1"}) as parent:
-            with tracer.start_as_current_span("runbook process"):
-                pass
+        with (tracer.start_as_current_span("job j1", attributes={"outpost.job_id": "j1"}) as parent,
+              tracer.start_as_current_span("runbook process")):
+            pass
         trace_id = format(parent.get_span_context().trace_id, "032x")
         tp.shutdown()
 
