@@ -200,11 +200,11 @@ def run(
                 lease_renew_s=lease_renew,
                 poll_hold_s=poll_hold,
                 backoff_cap_s=backoff_cap,
+                heartbeat_interval_s=heartbeat_interval,
             ),
         )
     except (StateError, OSError) as exc:
         fail(str(exc))
-    agent.heartbeat_interval_s = heartbeat_interval  # type: ignore[attr-defined]
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger("outpost.agent").info("signal %d: finishing up", signum)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import httpx
 
 from agent.runner import JobRun, RunOptions
+from agent.telemetry import HeartbeatSender
 from outpost.contract import AGENT_POLL, JobAssignment, JobStatus
 from outpost.http import ApiError, make_client, request
 from outpost.settings import LONG_POLL_HOLD_S, REQUEST_TIMEOUT_S
@@ -41,6 +42,7 @@ class AgentOptions:
     lease_renew_s: float = 3.0
     drain_s: float = 10.0
     backoff_cap_s: float = BACKOFF_CAP_S
+    heartbeat_interval_s: float = 60.0
     python: str | None = None
 
 
@@ -48,8 +50,8 @@ class Agent:
     def __init__(self, state: AgentState, options: AgentOptions) -> None:
         self.state = state
         self.opts = options
-        self.registration, credential = state.load()
-        self.client = self._client(self.registration, credential)
+        self.registration, self._credential = state.load()
+        self.client = self._client(self.registration, self._credential)
         self.stop_event = threading.Event()
         self._slots = threading.BoundedSemaphore(options.concurrency)
         self._runs: dict[str, JobRun] = {}
@@ -122,6 +124,11 @@ class Agent:
             reg.url,
             self.opts.concurrency,
         )
+        heartbeat_client = self._client(reg, self._credential)
+        heartbeat = HeartbeatSender(self.state.dir, heartbeat_client, worker_name=reg.name, group=reg.group,
+                                    interval_s=self.opts.heartbeat_interval_s)
+        beat = threading.Thread(target=heartbeat.run, args=(self.stop_event,), name="heartbeat", daemon=True)
+        beat.start()
         backoff = 0.0
         try:
             while not self.stop_event.is_set():
@@ -150,7 +157,10 @@ class Agent:
                 log.info("job %s (%s) claimed", job.job_id, job.runbook)
                 threading.Thread(target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True).start()
         finally:
+            self.stop_event.set()
             self._drain()
+            beat.join(timeout=5)
+            heartbeat_client.close()
             self.client.close()
         return 0
 

@@ -12,6 +12,12 @@ from outpost.commands.common import console, fail
 from outpost.settings import DEFAULT_HOST, DEFAULT_PORT, ENV_DATA_DIR, ENV_DATABASE_URL, LEASE_SECONDS
 
 
+def _shipped_rules() -> list[Path]:
+    """The repository's alerts/kql, present in a source checkout (the supported install)."""
+    shipped = Path(__file__).resolve().parents[2] / "alerts" / "kql"
+    return [shipped] if shipped.is_dir() else []
+
+
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
@@ -40,14 +46,41 @@ def server(
         float,
         typer.Option("--lease-seconds", min=2, help="A job's lease; a lost worker's job ends after this."),
     ] = LEASE_SECONDS,
+    retention_days: Annotated[
+        int, typer.Option("--retention-days", min=1, help="Telemetry rows older than this are dropped.")
+    ] = 30,
+    stale_after: Annotated[
+        float, typer.Option("--stale-after", min=1, help="Seconds without a heartbeat before a worker is down.")
+    ] = 180.0,
+    query_anonymous: Annotated[
+        bool, typer.Option("--query-anonymous", help="Answer KQL/Kusto queries without a token, from loopback only.")
+    ] = False,
+    alert_rules: Annotated[
+        list[Path] | None,
+        typer.Option("--alert-rules", help="KQL alert rule files or directories (default: the shipped alerts/kql)."),
+    ] = None,
+    alertmanager_url: Annotated[
+        str | None, typer.Option("--alertmanager-url", help="Send KQL alerts to this Alertmanager.")
+    ] = None,
+    alert_webhook_url: Annotated[
+        str | None, typer.Option("--alert-webhook-url", help="POST KQL alert changes to this URL.")
+    ] = None,
+    alert_resend_interval: Annotated[
+        float, typer.Option("--alert-resend-interval", min=1, help="Re-send firing alerts this often (s).")
+    ] = 60.0,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
 ) -> None:
     """Start the Outpost service: REST API, long-poll dispatch, telemetry."""
     import uvicorn
     from sqlalchemy.exc import OperationalError
 
-    from automation import secrets
+    from automation import dispatch, secrets
     from automation.app import create_app, open_control_plane
+    from telemetry.alert_rules import RuleError, load_rules
+    from telemetry.alerting import AlertEvaluator, collector_query_runner
+    from telemetry.alerting_api import build_alerting_router
+    from telemetry.api import build_router
+    from telemetry.collector import Collector
 
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together", 2)
@@ -65,7 +98,28 @@ def server(
         fail(f"cannot open the control-plane store: {str(exc).splitlines()[0]}")
     with cp.session() as s:
         creds = secrets.ensure_credentials(s, data_dir)
-    app = create_app(cp)
+
+    try:
+        rules = load_rules(alert_rules if alert_rules is not None else _shipped_rules())
+    except RuleError as exc:
+        fail(f"alert rules: {exc}", 2)
+    collector = Collector(data_dir, retention_days=retention_days, snapshot=lambda: dispatch.snapshot(cp),
+                          tls_cert_path=tls_cert, stale_after_s=stale_after)
+    cp.observer = collector.observer
+    evaluator = AlertEvaluator(rules, collector_query_runner(collector), alertmanager_url=alertmanager_url,
+                               webhook_url=alert_webhook_url, resend_interval_s=alert_resend_interval,
+                               maintenance_file=data_dir / "alert-maintenance.json", generator_url=url)
+
+    def routers(require_admin, require_worker):  # type: ignore[no-untyped-def]
+        return [
+            build_router(collector, require_admin=require_admin, require_worker=require_worker,
+                         allow_anonymous_query=query_anonymous),
+            build_alerting_router(evaluator, require_admin),
+        ]
+
+    app = create_app(cp, extra_routers=routers, on_shutdown=[evaluator.stop, collector.close])
+    collector.start()
+    evaluator.start()
 
     console.print(f"Outpost server listening on {url}", highlight=False)
     console.print(f"url: {url}", highlight=False)
