@@ -181,6 +181,19 @@ def run(
     poll_hold: Annotated[
         float, typer.Option("--poll-hold", min=0, max=28, help="How long the server may hold a poll.")
     ] = 25.0,
+    diagnose_interval: Annotated[
+        float,
+        typer.Option("--diagnose-interval", min=0, help="Run `diagnose` and report it this often (s); 0: never."),
+    ] = 3600.0,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval",
+            min=0,
+            help="Wait this long between empty polls (0: long-poll only; use with "
+            "--poll-hold 0 where a proxy cuts long requests).",
+        ),
+    ] = 0.0,
     backoff_cap: Annotated[
         float,
         typer.Option("--backoff-cap", min=0.1, help="Longest wait between polls while the server is unreachable."),
@@ -201,6 +214,8 @@ def run(
                 poll_hold_s=poll_hold,
                 backoff_cap_s=backoff_cap,
                 heartbeat_interval_s=heartbeat_interval,
+                poll_interval_s=poll_interval,
+                diagnose_interval_s=diagnose_interval,
             ),
         )
     except (StateError, OSError) as exc:

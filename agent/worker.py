@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import httpx
 
 from agent.runner import JobRun, RunOptions
+from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender
 from outpost.contract import AGENT_POLL, JobAssignment, JobStatus
 from outpost.http import ApiError, make_client, request
@@ -38,11 +39,13 @@ class CredentialRejected(Exception):
 class AgentOptions:
     concurrency: int = 1
     poll_hold_s: float = LONG_POLL_HOLD_S
+    poll_interval_s: float = 0.0  # > 0: classic interval polling (with hold 0), for proxies that cut long requests
     stop_grace_s: float = 10.0
     lease_renew_s: float = 3.0
     drain_s: float = 10.0
     backoff_cap_s: float = BACKOFF_CAP_S
     heartbeat_interval_s: float = 60.0
+    diagnose_interval_s: float = 3600.0  # 0 disables the periodic self-check
     python: str | None = None
 
 
@@ -125,11 +128,26 @@ class Agent:
             self.opts.concurrency,
         )
         heartbeat_client = self._client(reg, self._credential)
-        heartbeat = HeartbeatSender(self.state.dir, heartbeat_client, worker_name=reg.name, group=reg.group,
-                                    interval_s=self.opts.heartbeat_interval_s)
+        heartbeat = HeartbeatSender(
+            self.state.dir,
+            heartbeat_client,
+            worker_name=reg.name,
+            group=reg.group,
+            interval_s=self.opts.heartbeat_interval_s,
+        )
         beat = threading.Thread(target=heartbeat.run, args=(self.stop_event,), name="heartbeat", daemon=True)
         beat.start()
+        selfcheck: SelfCheck | None = None
+        if self.opts.diagnose_interval_s > 0:
+            selfcheck = SelfCheck(
+                self.state.dir,
+                heartbeat_client,
+                interval_s=self.opts.diagnose_interval_s,
+                first_after_s=min(60.0, self.opts.diagnose_interval_s),
+            )
+            threading.Thread(target=selfcheck.run, args=(self.stop_event,), name="selfcheck", daemon=True).start()
         backoff = 0.0
+        failures = 0
         try:
             while not self.stop_event.is_set():
                 if not self._slots.acquire(timeout=0.5):
@@ -145,14 +163,20 @@ class Agent:
                     return 3
                 except ApiError as exc:
                     self._slots.release()
+                    failures += 1
+                    if failures == POLL_FAILURES_BEFORE_CHECK and selfcheck is not None:
+                        selfcheck.trigger()
                     backoff = min(max(BACKOFF_START_S, backoff * 2), self.opts.backoff_cap_s)
                     delay = random.uniform(backoff / 2, backoff)  # jitter: a fleet must not reconnect in step
                     log.warning("poll failed: %s; next try in %.1f s", exc.message, delay)
                     self.stop_event.wait(delay)
                     continue
                 backoff = 0.0
+                failures = 0
                 if job is None:
                     self._slots.release()
+                    if self.opts.poll_interval_s > 0:
+                        self.stop_event.wait(self.opts.poll_interval_s)
                     continue
                 log.info("job %s (%s) claimed", job.job_id, job.runbook)
                 threading.Thread(target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True).start()

@@ -1,0 +1,22 @@
+# The two commands a newcomer needs (see README):
+#   make server   start Outpost on the embedded defaults (SQLite + DuckDB in ./outpost-data)
+#   make test     run the whole test suite
+.PHONY: server test lint bench
+
+server:
+	@scripts/bootstrap.sh
+	.venv/bin/outpost server
+
+test:
+	@scripts/bootstrap.sh
+	@scripts/system-deps.sh
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint:
+	@scripts/bootstrap.sh
+	.venv/bin/ruff check .
+
+bench:
+	@scripts/bootstrap.sh
+	.venv/bin/python bench/dispatch.py
+	.venv/bin/python bench/telemetry.py
