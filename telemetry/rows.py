@@ -26,7 +26,8 @@ RESOURCE_ID = (
 # Job status -> JobLogs ResultType as Azure writes it (Running is logged as "Started").
 RESULT_TYPES = {"Running": "Started"}
 
-_HEARTBEAT_NAMES = {c for c, _ in HEARTBEAT_COLUMNS}
+# What an agent may send (the receive time is the server's to set).
+_HEARTBEAT_NAMES = frozenset(c for c, _ in HEARTBEAT_COLUMNS if not c.startswith("_Time"))
 
 
 def _account_columns() -> dict[str, Any]:
@@ -112,9 +113,11 @@ def heartbeat_rows(
             raise HeartbeatRowError(f"too many rows in one batch (limit {limit})")
         if not isinstance(raw, Mapping):
             raise HeartbeatRowError(f"rows[{i}] must be an object with Heartbeat columns")
-        row = {k: v for k, v in raw.items() if k in _HEARTBEAT_NAMES and not k.startswith("_Time")}
-        if to_naive_utc(row.get("TimeGenerated")) is None:
+        row = dict(raw) if raw.keys() <= _HEARTBEAT_NAMES else {k: v for k, v in raw.items() if k in _HEARTBEAT_NAMES}
+        parsed = to_naive_utc(row.get("TimeGenerated"))
+        if parsed is None:
             raise HeartbeatRowError(f"rows[{i}].TimeGenerated must be an ISO-8601 time")
+        row["TimeGenerated"] = parsed
         hid = row.get("HeartbeatId")
         if hid is not None and (not isinstance(hid, str) or not 0 < len(hid) <= 64):
             raise HeartbeatRowError(f"rows[{i}].HeartbeatId must be a string of at most 64 characters")

@@ -215,6 +215,12 @@ def to_naive_utc(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, str):
+        try:  # the common case: an ISO time Python reads directly (fast path)
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            dt = None
+        if dt is not None:
+            return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo is not None else dt
         text = value.strip()
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
@@ -299,11 +305,18 @@ class TelemetryStore:
         cols = TABLES[table]
         defaults = TABLE_DEFAULTS.get(table, {})
         received = utcnow()
+        n = len(rows)
+        present: set[str] = set()
+        for row in rows:
+            present.update(row.keys())
         columns: list[list[Any]] = []
         for name, typ in cols:
             default = defaults.get(name)
             if name == "_TimeReceived":
-                columns.append([received] * len(rows))
+                columns.append([received] * n)
+                continue
+            if name not in present:  # nobody sent it: the default (or NULL) for every row, no per-row work
+                columns.append([default] * n)
                 continue
             values = [row.get(name, default) for row in rows]
             if default is not None:
@@ -314,13 +327,32 @@ class TelemetryStore:
 
     def _insert_columns(self, table: str, columns: list[list[Any]], n: int) -> None:
         cols = TABLES[table]
-        select = ", ".join(f"UNNEST(${i + 1})::{typ}" for i, (_, typ) in enumerate(cols))
+        exprs: list[str] = []
+        params: list[Any] = []
+        for (_, typ), values in zip(cols, columns, strict=True):
+            first = values[0] if values else None
+            # A column with one value in the whole batch (defaults, NULLs) goes as one scalar:
+            # converting a Python list per column is what costs, not the insert.
+            if values and first is not None and not isinstance(first, list | dict) and values.count(first) == n:
+                params.append(first)
+                exprs.append(f"${len(params)}::{typ}")
+            elif first is None and values.count(None) == n:
+                exprs.append(f"NULL::{typ}")
+            else:
+                params.append(values)
+                exprs.append(f"UNNEST(${len(params)})::{typ}")
+        if not any(e.startswith("UNNEST") for e in exprs):  # keep the row count
+            params.append(list(range(n)))
+            exprs.append(f"UNNEST(${len(params)}) AS __n")
+            select = f"SELECT {', '.join(exprs[:-1])} FROM (SELECT {exprs[-1]})"
+        else:
+            select = f"SELECT {', '.join(exprs)}"
         names = ", ".join(f'"{c}"' for c, _ in cols)
-        sql = f'INSERT INTO "{table}" ({names}) SELECT {select}'
+        sql = f'INSERT INTO "{table}" ({names}) {select}'
         with self._write_lock:
             if self._closed:
                 raise RuntimeError("telemetry store is closed")
-            self._writer.execute(sql, columns)
+            self._writer.execute(sql, params)
 
     def insert_heartbeats(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """Insert heartbeat rows, dropping HeartbeatIds already stored. Returns (inserted, duplicates)."""
@@ -340,6 +372,8 @@ class TelemetryStore:
                 batch_ids.add(hid)
                 t = to_naive_utc(row.get("TimeGenerated"))
                 times[hid] = t
+                if t is not None and isinstance(row, dict):
+                    row["TimeGenerated"] = t  # parsed once; the insert takes the datetime as is
                 if t is None or t <= self._dedupe_watermark:
                     old_ids.append(hid)
                 fresh.append(row)
@@ -416,9 +450,9 @@ class TelemetryStore:
 def _coerce_column(values: list[Any], typ: str) -> list[Any]:
     """Make one column's Python values fit its DuckDB type (bad values become NULL, never an error)."""
     if typ == "TIMESTAMP":
-        return [to_naive_utc(v) for v in values]
+        return [v if type(v) is datetime and v.tzinfo is None else to_naive_utc(v) for v in values]
     if typ == "VARCHAR":
-        return [v if v is None or isinstance(v, str) else str(v) for v in values]
+        return [v if v is None or type(v) is str else str(v) for v in values]
     if typ == "BOOLEAN":
         return [_to_bool(v) for v in values]
     if typ in ("DOUBLE", "BIGINT"):
