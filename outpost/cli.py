@@ -7,18 +7,11 @@ SQLAlchemy, DuckDB) inside functions: `outpost worker run` stays small.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
 from outpost import __version__
-
-app = typer.Typer(
-    name="outpost",
-    help="Outpost: run automation on your own machines and see what they do.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 # (command name, "module:attribute") of each Typer sub-app, or of a single command function.
 SUBAPPS: list[tuple[str, str]] = [
@@ -42,10 +35,23 @@ def _load(ref: str) -> object:
     return getattr(importlib.import_module(module), attr)
 
 
-for _name, _ref in SUBAPPS:
-    app.add_typer(_load(_ref), name=_name)  # type: ignore[arg-type]
-for _name, _ref in COMMANDS:
-    app.command(_name)(_load(_ref))  # type: ignore[arg-type]
+def build(only: str | None = None) -> typer.Typer:
+    """The CLI tree; with `only`, just that command, so `outpost worker run` imports no server code."""
+    app = typer.Typer(
+        name="outpost",
+        help="Outpost: run automation on your own machines and see what they do.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    for name, ref in SUBAPPS:
+        if only in (None, name):
+            app.add_typer(_load(ref), name=name)  # type: ignore[arg-type]
+    for name, ref in COMMANDS:
+        if only in (None, name):
+            app.command(name)(_load(ref))  # type: ignore[arg-type]
+    return app
 
 
 def _version(value: bool) -> None:
@@ -54,7 +60,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
@@ -62,4 +67,6 @@ def _root(
 
 
 def main() -> None:
-    app()
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    known = {name for name, _ in SUBAPPS + COMMANDS}
+    build(first if first in known else None)()
