@@ -198,6 +198,15 @@ def run(
         float,
         typer.Option("--backoff-cap", min=0.1, help="Longest wait between polls while the server is unreachable."),
     ] = 60.0,
+    trusted_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-keys",
+            envvar="OUTPOST_TRUSTED_KEYS",
+            help="Run only runbooks GPG clear-signed by these public keys (a key file or a directory of "
+            "*.asc/*.gpg files; default: <state-dir>/trusted-keys when present).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the agent in the foreground: long-poll, run jobs, stream results."""
@@ -216,6 +225,7 @@ def run(
                 heartbeat_interval_s=heartbeat_interval,
                 poll_interval_s=poll_interval,
                 diagnose_interval_s=diagnose_interval,
+                trusted_keys=trusted_keys,
             ),
         )
     except (StateError, OSError) as exc:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from typing import IO
 
 import httpx
 
+from agent.assets_proxy import AssetsProxy
 from agent.classify import classify_stdout, decode_line, split_long
 from agent.events import EventShipper
+from agent.runtime import RunAsUser, RuntimeRefusal, check_python3, python_for, resolve_run_as, verify_clearsigned
 from outpost.contract import AGENT_LEASE, JobAssignment, JobStatus, RunbookType, StreamType
 from outpost.http import ApiError, request
 
@@ -27,6 +30,7 @@ log = logging.getLogger("outpost.agent")
 SUFFIX = {RunbookType.PYTHON3: ".py", RunbookType.BASH: ".sh", RunbookType.PWSH: ".ps1"}
 # Never hand the agent's own secrets to a runbook.
 _SCRUB_ENV = ("OUTPOST_TOKEN", "OUTPOST_MASTER_KEY")
+SDK_FILE = Path(__file__).parent / "sdk" / "automationassets.py"
 
 
 @dataclass
@@ -36,6 +40,8 @@ class RunOptions:
     stop_grace_s: float = 10.0
     lease_renew_s: float = 3.0
     python: str | None = None
+    trusted_keys: Path | None = None  # run only runbooks GPG clear-signed by these keys
+    assets: AssetsProxy | None = None  # the runbook's automationassets endpoint
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -72,6 +78,7 @@ class JobRun:
         self._lease_lost = threading.Event()
         self._done = threading.Event()
         self._kill_lock = threading.Lock()
+        self._workdir: Path | None = None
 
     # -- lease -----------------------------------------------------------------
     def _keep_lease(self) -> None:
@@ -126,16 +133,19 @@ class JobRun:
 
     # -- the job ---------------------------------------------------------------
     def run(self) -> JobStatus:
-        workdir = self.opts.work_root / self.job.job_id
         lease = threading.Thread(target=self._keep_lease, name=f"lease-{self.job.job_id[:8]}", daemon=True)
         lease.start()
+        assets_token = self.opts.assets.open(self.job.job_id) if self.opts.assets else None
         try:
-            status, reason, code = self._execute(workdir)
+            status, reason, code = self._execute(assets_token)
         except Exception as exc:  # an agent bug must still end the job visibly
             log.exception("job %s: agent error", self.job.job_id)
             status, reason, code = JobStatus.FAILED, f"agent error on {self.opts.worker_name}: {exc}", None
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if self.opts.assets and assets_token:
+                self.opts.assets.close(assets_token)
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
         if not self._lease_lost.is_set():
             self.events.status(status, reason, code)
         delivered = self.events.close()
@@ -144,21 +154,61 @@ class JobRun:
             log.error("job %s: final status %s could not be delivered", self.job.job_id, status)
         return status
 
-    def _execute(self, workdir: Path) -> tuple[JobStatus, str | None, int | None]:
-        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def _prepare(self) -> tuple[str, RunAsUser | None, str | None]:
+        """Verify the signature, check the Python, resolve RunAs: (content, user, python) or RuntimeRefusal."""
+        content = self.job.content
+        if self.opts.trusted_keys is not None:
+            content = verify_clearsigned(content, self.opts.trusted_keys, self.job.runbook)
+        if self.job.runbook_type == RunbookType.PYTHON3:
+            check_python3(content, self.job.runbook)
+        user = None
+        if self.job.run_as:
+            user = resolve_run_as(self.job.run_as, self.job.run_as_credential, self.opts.worker_name)
+        python = python_for(user, self.opts.python) if self.job.runbook_type == RunbookType.PYTHON3 else None
+        return content, user, python
+
+    def _make_workdir(self, user: RunAsUser | None) -> Path:
+        if user is None:
+            workdir = self.opts.work_root / self.job.job_id
+            workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        else:  # the agent's state directory is root-only: a RunAs job works in a private temp dir of its own
+            workdir = Path(tempfile.mkdtemp(prefix=f"outpost-job-{self.job.job_id[:8]}-"))
+        self._workdir = workdir
+        return workdir
+
+    def _execute(self, assets_token: str | None) -> tuple[JobStatus, str | None, int | None]:
+        try:
+            content, user, python = self._prepare()
+        except RuntimeRefusal as exc:
+            log.warning("job %s: not started: %s", self.job.job_id, exc)
+            return JobStatus.FAILED, str(exc), None
+        workdir = self._make_workdir(user)
         script = workdir / f"{self.job.runbook}{SUFFIX[self.job.runbook_type]}"
-        script.write_text(self.job.content, encoding="utf-8")
+        script.write_text(content, encoding="utf-8")
+        sdk = workdir / ".automation"
+        sdk.mkdir(mode=0o700)
+        shutil.copyfile(SDK_FILE, sdk / SDK_FILE.name)
         env = {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
         env.update(
             AUTOMATION_JOB_ID=self.job.job_id,
             AUTOMATION_RUNBOOK_NAME=self.job.runbook,
             PYTHONUNBUFFERED="1",
             PYTHONIOENCODING="utf-8",
+            PYTHONUTF8="1",
+            PYTHONPATH=os.pathsep.join(p for p in (str(sdk), os.environ.get("PYTHONPATH")) if p),
         )
+        if self.opts.assets is not None and assets_token:
+            env.update(AUTOMATION_ASSETS_URL=self.opts.assets.url, AUTOMATION_ASSETS_TOKEN=assets_token)
         if self.job.traceparent:
             env["TRACEPARENT"] = self.job.traceparent
+        switch: dict[str, object] = {}
+        if user is not None:
+            env.update(user.env())
+            for path in (workdir, script, sdk, sdk / SDK_FILE.name):
+                os.chown(path, user.uid, user.gid)
+            switch = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
         try:
-            argv = command_for(self.job, script, self.opts.python)
+            argv = command_for(self.job, script, python or self.opts.python)
             self._proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
@@ -167,6 +217,7 @@ class JobRun:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                **switch,  # type: ignore[arg-type]
             )
         except OSError as exc:
             return JobStatus.FAILED, f"could not start the runbook on {self.opts.worker_name}: {exc}", None

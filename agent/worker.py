@@ -9,9 +9,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
+from agent.assets_proxy import AssetsProxy
 from agent.runner import JobRun, RunOptions
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender
@@ -47,6 +49,10 @@ class AgentOptions:
     heartbeat_interval_s: float = 60.0
     diagnose_interval_s: float = 3600.0  # 0 disables the periodic self-check
     python: str | None = None
+    trusted_keys: Path | None = None  # run only runbooks clear-signed by these GPG keys
+
+
+TRUSTED_KEYS_IN_STATE = "trusted-keys"  # <state-dir>/trusted-keys (file or directory) when no option is given
 
 
 class Agent:
@@ -67,7 +73,18 @@ class Agent:
             stop_grace_s=options.stop_grace_s,
             lease_renew_s=options.lease_renew_s,
             python=options.python,
+            trusted_keys=self._trusted_keys(state, options),
+            assets=AssetsProxy(self.client),
         )
+
+    @staticmethod
+    def _trusted_keys(state: AgentState, options: AgentOptions) -> Path | None:
+        if options.trusted_keys is not None:
+            if not options.trusted_keys.exists():
+                raise OSError(f"--trusted-keys {options.trusted_keys} does not exist")
+            return options.trusted_keys.absolute()
+        default = state.dir / TRUSTED_KEYS_IN_STATE
+        return default if default.exists() else None
 
     @staticmethod
     def _client(reg: Registration, credential: str) -> httpx.Client:
@@ -148,6 +165,11 @@ class Agent:
             threading.Thread(target=selfcheck.run, args=(self.stop_event,), name="selfcheck", daemon=True).start()
         backoff = 0.0
         failures = 0
+        assets = self.run_options.assets
+        if assets is not None:
+            assets.start()
+        if self.run_options.trusted_keys is not None:
+            log.info("runbook signing enforced: trusted keys in %s", self.run_options.trusted_keys)
         try:
             while not self.stop_event.is_set():
                 if not self._slots.acquire(timeout=0.5):
@@ -184,6 +206,8 @@ class Agent:
             self.stop_event.set()
             self._drain()
             beat.join(timeout=5)
+            if assets is not None:
+                assets.stop()
             heartbeat_client.close()
             self.client.close()
         return 0

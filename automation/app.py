@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from automation import api, db, dispatch, middleware, secrets
+from automation import api, db, dispatch, middleware, runtime_api, secrets
 from automation.auth import admin_dependency, worker_dependency
 from automation.context import ControlPlane
 from outpost import __version__
@@ -64,12 +64,14 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         cp.notifier.bind(asyncio.get_running_loop())
         reaper = asyncio.create_task(_reaper(cp))
+        scheduler = asyncio.create_task(runtime_api.scheduler(cp))
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for task in (reaper, scheduler):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for hook in on_shutdown:
                 hook()
             cp.notifier.close()
@@ -86,6 +88,8 @@ def create_app(
     app.include_router(api.public_router(cp))
     app.include_router(api.agent_router(cp, require_worker))
     app.include_router(api.admin_router(cp, require_admin))
+    for router in runtime_api.routers(cp, require_admin, require_worker):
+        app.include_router(router)
     if extra_routers is not None:
         for router in extra_routers(require_admin, require_worker):
             app.include_router(router)

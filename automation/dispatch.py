@@ -86,6 +86,9 @@ def claim(cp: ControlPlane, identity: WorkerIdentity, group_id: int) -> JobAssig
         job = s.get(Job, job_id)
     assert job is not None
     cp.observer.on_job_status(event_of(job))
+    from automation.assets import run_as_of  # late: assets imports this module
+
+    run_as, run_as_credential = run_as_of(cp, job.group_id)
     return JobAssignment(
         job_id=job.id,
         runbook=job.runbook_name,
@@ -96,6 +99,8 @@ def claim(cp: ControlPlane, identity: WorkerIdentity, group_id: int) -> JobAssig
         lease_seconds=cp.lease_seconds,
         activation=job.activations,
         traceparent=job.traceparent,
+        run_as=run_as,
+        run_as_credential=run_as_credential,
     )
 
 

@@ -25,6 +25,7 @@ class WorkerGroup(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
+    run_as_credential: str | None = Field(default=None, max_length=128)  # RunAs: a credential asset's name
 
 
 class Worker(SQLModel, table=True):
@@ -101,3 +102,57 @@ class JobStream(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
 
     __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_job_stream_seq"),)
+
+
+class Asset(SQLModel, table=True):
+    """Variables, credentials, certificates and connections (migration 0002).
+
+    ``public_json`` holds what admins may see (a plain variable's value, a credential's
+    user name, a certificate's thumbprint and expiry, a connection's plain fields);
+    ``secret`` the Fernet ciphertext of the rest (automation/crypto.py).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # variable | credential | certificate | connection
+    name: str = Field(max_length=128)
+    description: str = Field(default="", max_length=512)
+    encrypted: bool = False
+    public_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    secret: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_asset_kind_name"),)
+
+
+class Schedule(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=128)
+    description: str = Field(default="", max_length=512)
+    runbook_name: str = Field(max_length=128)
+    run_on: str = Field(max_length=128)
+    params_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    frequency: str = Field(max_length=16)  # OneTime | Minute | Hour | Day | Week
+    interval: int = 1
+    start_time: datetime
+    time_zone: str = Field(default="UTC", max_length=64)
+    expiry_time: datetime | None = None
+    enabled: bool = True
+    next_run_at: datetime | None = Field(default=None, index=True)
+    last_run_at: datetime | None = None
+    last_job_id: str | None = Field(default=None, max_length=36)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Webhook(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=128)
+    runbook_name: str = Field(max_length=128)
+    run_on: str = Field(max_length=128)
+    params_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    token_hash: str = Field(index=True, unique=True, max_length=128)
+    enabled: bool = True
+    expires_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None

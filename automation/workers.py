@@ -185,6 +185,7 @@ def list_groups(cp: ControlPlane) -> list[dict[str, object]]:
             "name": g.name,
             "workers": counts.get(g.id, 0),
             "queued_jobs": queued.get(g.id, 0),
+            "run_as_credential": g.run_as_credential,
             "created_at": g.created_at.isoformat(),
         }
         for g in groups

@@ -21,6 +21,9 @@ SUBAPPS: list[tuple[str, str]] = [
     ("group", "outpost.commands.groups:app"),
     ("keys", "outpost.commands.keys:app"),
     ("alerts", "outpost.commands.alerts:app"),
+    ("asset", "outpost.commands.assets:app"),
+    ("schedule", "outpost.commands.schedules:app"),
+    ("webhook", "outpost.commands.webhooks:app"),
 ]
 COMMANDS: list[tuple[str, str]] = [
     ("server", "outpost.commands.server:server"),

@@ -26,6 +26,10 @@ AGENT_LEASE = f"{API}/agent/jobs/{{job_id}}/lease"
 AGENT_EVENTS = f"{API}/agent/jobs/{{job_id}}/events"
 AGENT_HEARTBEAT = f"{API}/agent/heartbeat"
 AGENT_DIAGNOSTICS = f"{API}/agent/diagnostics"
+# A held job's assets: GET reads one; PUT sets a variable (the runbook's set_automation_variable).
+AGENT_ASSET = f"{API}/agent/jobs/{{job_id}}/assets/{{plural}}/{{name}}"
+# Public: the token in the URL is the secret (POST /webhooks?token=... or /webhooks/{token}).
+WEBHOOKS = "/webhooks"
 
 # Response header every Outpost answer carries; `diagnose` uses it to tell Outpost
 # from a proxy's error page.
@@ -103,6 +107,8 @@ class JobAssignment(BaseModel):
     lease_seconds: float
     activation: int = 1
     traceparent: str | None = None
+    run_as: str | None = None  # RunAs: the local user the job runs as (its group's credential asset)
+    run_as_credential: str | None = None  # that asset's name, for messages
 
 
 class LeaseResponse(BaseModel):

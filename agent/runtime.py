@@ -1,0 +1,183 @@
+"""What the agent checks and prepares before a runbook starts: signature, Python 3, RunAs user.
+
+Each check returns a readable failure reason instead of raising, so a job that cannot
+run ends Failed with that reason and nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+SIGNATURE_ERROR = "InvalidRunbookSignature"
+_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
+_SIG_END = "-----END PGP SIGNATURE-----"
+GPG_TIMEOUT_S = 30
+
+
+class RuntimeRefusal(Exception):
+    """The job must not run; the message is its status reason."""
+
+
+# -- signing -----------------------------------------------------------------------------------
+
+
+def trusted_key_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".asc", ".gpg", ".pub", ".key"))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise RuntimeRefusal(f"{SIGNATURE_ERROR}: the trusted keys {path} do not exist on this worker")
+    if not files:
+        raise RuntimeRefusal(f"{SIGNATURE_ERROR}: no key files (*.asc, *.gpg, *.pub, *.key) in {path}")
+    return files
+
+
+def _gpg(home: str, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    gpg = shutil.which("gpg") or shutil.which("gpg2")
+    if gpg is None:
+        raise RuntimeRefusal(f"{SIGNATURE_ERROR}: gpg is not installed on this worker (apt-get install gnupg)")
+    return subprocess.run(
+        [gpg, "--homedir", home, "--batch", "--no-tty", "--no-autostart", "--trust-model", "always", *args],
+        input=data,
+        capture_output=True,
+        timeout=GPG_TIMEOUT_S,
+        env={**os.environ, "GNUPGHOME": home, "LC_ALL": "C"},
+    )
+
+
+def verify_clearsigned(content: str, trusted: Path, runbook: str) -> str:
+    """Verify a GPG clear-signed runbook against only the trusted keys; return the signed text."""
+    stripped = content.strip()
+    if not stripped.startswith(_BEGIN):
+        raise RuntimeRefusal(
+            f"{SIGNATURE_ERROR}: runbook {runbook} is not signed; this worker runs only runbooks clear-signed "
+            "by a trusted key (gpg --clearsign)"
+        )
+    if stripped.count(_BEGIN) != 1 or not stripped.endswith(_SIG_END):
+        raise RuntimeRefusal(f"{SIGNATURE_ERROR}: runbook {runbook} must be exactly one clear-signed block")
+    keys = trusted_key_files(trusted)
+    home = tempfile.mkdtemp(prefix="outpost-gpg-")
+    try:
+        os.chmod(home, 0o700)
+        for key in keys:
+            imported = _gpg(home, "--import", str(key))
+            if imported.returncode != 0:
+                raise RuntimeRefusal(f"{SIGNATURE_ERROR}: cannot import the trusted key {key.name}")
+        out = Path(home) / "verified"
+        result = _gpg(home, "--status-fd", "1", "--output", str(out), "--decrypt", data=content.encode("utf-8"))
+        status = result.stdout.decode("utf-8", "replace").splitlines()
+        good = any(line.startswith("[GNUPG:] GOODSIG ") for line in status) and any(
+            line.startswith("[GNUPG:] VALIDSIG ") for line in status
+        )
+        bad = [line for line in status if line.split()[1:2] and line.split()[1] in ("BADSIG", "ERRSIG", "NO_PUBKEY")]
+        if result.returncode != 0 or not good or bad:
+            why = "no trusted key made this signature" if any("NO_PUBKEY" in b for b in bad) else "bad signature"
+            if any("BADSIG" in b for b in bad):
+                why = "bad signature: the runbook was changed after signing"
+            raise RuntimeRefusal(f"{SIGNATURE_ERROR}: runbook {runbook}: {why}")
+        return out.read_bytes().decode("utf-8")
+    except subprocess.TimeoutExpired:
+        raise RuntimeRefusal(f"{SIGNATURE_ERROR}: gpg did not answer within {GPG_TIMEOUT_S} s") from None
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# -- Python 2 ----------------------------------------------------------------------------------
+
+_PY2_MARKERS = [
+    re.compile(r"^\s*print\s+[^\s(=.,)][^=]*$", re.M),  # print "x"
+    re.compile(r"^\s*print\s*$", re.M),
+    re.compile(r"except\s+[\w.]+\s*,\s*\w+\s*:"),  # except E, e:
+    re.compile(r"^\s*raise\s+[\w.]+\s*,", re.M),  # raise E, "msg"
+    re.compile(r"^\s*exec\s+['\"]", re.M),
+    re.compile(r"\b\d+L\b"),  # long literals
+    re.compile(r"\bur['\"]"),
+    re.compile(r"<>"),
+    re.compile(r"`[^`\n]+`"),
+]
+
+
+def check_python3(content: str, runbook: str) -> None:
+    """Fail fast, before anything starts, on a runbook that does not parse as Python 3."""
+    try:
+        compile(content, f"{runbook}.py", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}: {exc.msg}" if exc.lineno else str(exc.msg)
+        if any(p.search(content) for p in _PY2_MARKERS):
+            raise RuntimeRefusal(
+                f"Python 2 is not supported: runbook {runbook} does not parse as Python 3 ({where}); "
+                "port it to Python 3 (e.g. print(...), 'except E as e')"
+            ) from None
+        raise RuntimeRefusal(f"runbook {runbook} has a Python syntax error ({where})") from None
+    except ValueError as exc:  # e.g. NUL bytes
+        raise RuntimeRefusal(f"runbook {runbook} cannot be compiled: {exc}") from None
+
+
+# -- RunAs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunAsUser:
+    name: str
+    uid: int
+    gid: int
+    groups: list[int]
+    home: str
+    shell: str
+
+    def env(self) -> dict[str, str]:
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell or "/bin/sh"}
+
+    def can_execute(self, path: str) -> bool:
+        """Whether this user may run `path` (every parent directory searchable, the file executable)."""
+        real = Path(os.path.realpath(path))
+        for p, bit in [*((d, 1) for d in reversed(real.parents)), (real, 1)]:
+            try:
+                st = os.stat(p)
+            except OSError:
+                return False
+            mode = stat.S_IMODE(st.st_mode)
+            if st.st_uid == self.uid:
+                ok = mode & (bit << 6)
+            elif st.st_gid in self.groups or st.st_gid == self.gid:
+                ok = mode & (bit << 3)
+            else:
+                ok = mode & bit
+            if not ok:
+                return False
+        return True
+
+
+def resolve_run_as(name: str, credential: str | None, worker: str) -> RunAsUser:
+    source = f" (RunAs credential {credential!r})" if credential else ""
+    if os.geteuid() != 0:
+        raise RuntimeRefusal(
+            f"RunAs user {name!r}{source} needs the agent on {worker} to run as root; "
+            "it runs as an unprivileged user, so it cannot switch users"
+        )
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise RuntimeRefusal(f"RunAs user {name!r}{source} does not exist on worker {worker}") from None
+    groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+    return RunAsUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+
+
+def python_for(user: RunAsUser | None, preferred: str | None) -> str | None:
+    """An interpreter the job's user can run: the preferred one, else the first usable python3."""
+    if user is None:
+        return preferred
+    candidates = [preferred, shutil.which("python3"), "/usr/bin/python3", "/usr/local/bin/python3"]
+    for candidate in candidates:
+        if candidate and os.path.exists(candidate) and user.can_execute(candidate):
+            return candidate
+    raise RuntimeRefusal(f"RunAs user {user.name!r} cannot execute any python3 on this worker")

@@ -1,0 +1,259 @@
+"""REST routes of the runbook runtime: assets, RunAs, schedules, webhooks.
+
+- admin (admin token): ``/api/v1/assets/{variables|credentials|certificates|connections}``,
+  ``/api/v1/groups/{name}/runas``, ``/api/v1/schedules``, ``/api/v1/webhooks``;
+- agent (worker credential, only while it holds the job's lease):
+  ``/api/v1/agent/jobs/{job_id}/assets/{kind}/{name}``;
+- public (the token is the secret): ``POST /webhooks?token=...`` and ``POST /webhooks/{token}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from automation import assets, schedules, webhooks
+from automation.context import ControlPlane
+from automation.errors import NotFound
+from outpost import contract as c
+from outpost.contract import JobParam
+from outpost.observer import WorkerIdentity
+
+log = logging.getLogger("outpost.server")
+SCHEDULE_EVERY_S = 1.0
+
+
+class VariableBody(BaseModel):
+    value: Any = Field(description="any JSON value: string, number, bool, null, array, object")
+    encrypted: bool = False
+    description: str | None = None
+
+
+class CredentialBody(BaseModel):
+    username: str
+    password: str
+    description: str | None = None
+
+
+class CertificateBody(BaseModel):
+    data: str = Field(description="the PFX/PKCS#12 (or PEM/DER certificate) file, base64")
+    password: str | None = Field(default=None, description="the PFX password, if it has one")
+    exportable: bool = False
+    description: str | None = None
+
+
+class ConnectionBody(BaseModel):
+    connection_type: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+    encrypted_fields: list[str] = Field(default_factory=list)
+    description: str | None = None
+
+
+class RunAsBody(BaseModel):
+    credential: str | None = Field(description="a credential asset's name; null clears RunAs")
+
+
+class ScheduleBody(BaseModel):
+    runbook: str
+    run_on: str
+    frequency: str = Field(description="OneTime, Minute, Hour, Day or Week")
+    interval: int = 1
+    start_time: str | None = Field(default=None, description="ISO 8601; without an offset: in time_zone")
+    time_zone: str = "UTC"
+    expiry_time: str | None = None
+    params: list[JobParam] = Field(default_factory=list)
+    description: str = ""
+    enabled: bool = True
+
+
+class WebhookBody(BaseModel):
+    runbook: str
+    run_on: str
+    params: list[JobParam] = Field(default_factory=list)
+    expires_at: str | None = Field(default=None, description="ISO 8601; default one year from now")
+    expires_in_s: float | None = None
+    enabled: bool = True
+
+
+class EnabledBody(BaseModel):
+    enabled: bool
+
+
+class SetVariableBody(BaseModel):
+    value: Any
+
+
+def _kind(plural: str) -> str:
+    kind = assets.PLURAL.get(plural)
+    if kind is None:
+        raise NotFound(f"no asset kind {plural!r}: use variables, credentials, certificates or connections")
+    return kind
+
+
+def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRouter:
+    r = APIRouter(prefix=c.API, dependencies=[Depends(require_admin)])
+
+    @r.get("/assets/{plural}", tags=["assets"])
+    def list_assets(plural: str) -> list[dict[str, Any]]:
+        return assets.list_kind(cp, _kind(plural))
+
+    @r.get("/assets/{plural}/{name}", tags=["assets"])
+    def show_asset(plural: str, name: str) -> dict[str, Any]:
+        return assets.show(cp, _kind(plural), name)
+
+    @r.delete("/assets/{plural}/{name}", tags=["assets"], status_code=204)
+    def delete_asset(plural: str, name: str) -> Response:
+        assets.delete(cp, _kind(plural), name)
+        return Response(status_code=204)
+
+    @r.put("/assets/variables/{name}", tags=["assets"])
+    def set_variable(name: str, body: VariableBody) -> dict[str, Any]:
+        return assets.set_variable(cp, name, body.value, body.encrypted, body.description)
+
+    @r.put("/assets/credentials/{name}", tags=["assets"])
+    def set_credential(name: str, body: CredentialBody) -> dict[str, Any]:
+        return assets.set_credential(cp, name, body.username, body.password, body.description)
+
+    @r.put("/assets/certificates/{name}", tags=["assets"])
+    def set_certificate(name: str, body: CertificateBody) -> dict[str, Any]:
+        return assets.set_certificate(cp, name, body.data, body.password, body.exportable, body.description)
+
+    @r.put("/assets/connections/{name}", tags=["assets"])
+    def set_connection(name: str, body: ConnectionBody) -> dict[str, Any]:
+        return assets.set_connection(
+            cp, name, body.connection_type, body.fields, body.encrypted_fields, body.description
+        )
+
+    @r.put("/groups/{name}/runas", tags=["workers"])
+    def set_run_as(name: str, body: RunAsBody) -> dict[str, Any]:
+        return assets.set_group_run_as(cp, name, body.credential)
+
+    @r.post("/schedules/{name}", tags=["schedules"], status_code=201)
+    def create_schedule(name: str, body: ScheduleBody) -> dict[str, Any]:
+        return schedules.create(
+            cp,
+            name,
+            body.runbook,
+            body.run_on,
+            body.frequency,
+            body.interval,
+            body.start_time,
+            body.time_zone,
+            body.expiry_time,
+            body.params,
+            body.description,
+            body.enabled,
+        )
+
+    @r.get("/schedules", tags=["schedules"])
+    def list_schedules() -> list[dict[str, Any]]:
+        return schedules.list_all(cp)
+
+    @r.get("/schedules/{name}", tags=["schedules"])
+    def show_schedule(name: str) -> dict[str, Any]:
+        return schedules.show(cp, name)
+
+    @r.patch("/schedules/{name}", tags=["schedules"])
+    def enable_schedule(name: str, body: EnabledBody) -> dict[str, Any]:
+        return schedules.set_enabled(cp, name, body.enabled)
+
+    @r.delete("/schedules/{name}", tags=["schedules"], status_code=204)
+    def delete_schedule(name: str) -> Response:
+        schedules.delete(cp, name)
+        return Response(status_code=204)
+
+    @r.post("/webhooks/{name}", tags=["webhooks"], status_code=201)
+    def create_webhook(name: str, body: WebhookBody, request: Request) -> dict[str, Any]:
+        view, token = webhooks.create(
+            cp, name, body.runbook, body.run_on, body.params, body.expires_at, body.expires_in_s, body.enabled
+        )
+        base = (cp.public_url or str(request.base_url)).rstrip("/")
+        return {**view, "token": token, "url": f"{base}{c.WEBHOOKS}?token={token}"}
+
+    @r.get("/webhooks", tags=["webhooks"])
+    def list_webhooks() -> list[dict[str, Any]]:
+        return webhooks.list_all(cp)
+
+    @r.get("/webhooks/{name}", tags=["webhooks"])
+    def show_webhook(name: str) -> dict[str, Any]:
+        return webhooks.show(cp, name)
+
+    @r.patch("/webhooks/{name}", tags=["webhooks"])
+    def enable_webhook(name: str, body: EnabledBody) -> dict[str, Any]:
+        return webhooks.set_enabled(cp, name, body.enabled)
+
+    @r.delete("/webhooks/{name}", tags=["webhooks"], status_code=204)
+    def delete_webhook(name: str) -> Response:
+        webhooks.delete(cp, name)
+        return Response(status_code=204)
+
+    return r
+
+
+def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRouter:
+    r = APIRouter(tags=["agent"])
+
+    @r.get(c.AGENT_ASSET)
+    def read_asset(
+        job_id: str, plural: str, name: str, identity: WorkerIdentity = Depends(require_worker)
+    ) -> dict[str, Any]:
+        return assets.for_job(cp, identity, job_id, _kind(plural), name)
+
+    @r.put(c.AGENT_ASSET)
+    def write_asset(
+        job_id: str,
+        plural: str,
+        name: str,
+        body: SetVariableBody,
+        identity: WorkerIdentity = Depends(require_worker),
+    ) -> Response:
+        if _kind(plural) != "variable":
+            raise NotFound("runbooks can set variables only")
+        assets.set_variable_for_job(cp, identity, job_id, name, body.value)
+        return Response(status_code=204)
+
+    return r
+
+
+def public_router(cp: ControlPlane) -> APIRouter:
+    r = APIRouter(tags=["webhooks"])
+
+    async def _fire(token: str, request: Request) -> JSONResponse:
+        body = await request.body()
+        headers = [(k, v) for k, v in request.headers.items()]
+        answer = await run_in_threadpool(webhooks.fire, cp, token, body, headers)
+        return JSONResponse(answer, status_code=202)
+
+    @r.post(c.WEBHOOKS, status_code=202)
+    async def webhook_query(request: Request, token: str = "") -> JSONResponse:
+        """Azure's shape: POST /webhooks?token=TOKEN."""
+        return await _fire(token, request)
+
+    @r.post(c.WEBHOOKS + "/{token}", status_code=202)
+    async def webhook_path(token: str, request: Request) -> JSONResponse:
+        return await _fire(token, request)
+
+    return r
+
+
+def routers(
+    cp: ControlPlane, require_admin: Callable[..., None], require_worker: Callable[..., Any]
+) -> list[APIRouter]:
+    return [public_router(cp), agent_router(cp, require_worker), admin_router(cp, require_admin)]
+
+
+async def scheduler(cp: ControlPlane) -> None:
+    """Fire due schedules every second, next to the lease reaper."""
+    while True:
+        try:
+            await run_in_threadpool(schedules.run_due, cp)
+        except Exception:  # keep going; one bad pass must not stop every schedule
+            log.exception("schedule pass failed")
+        await asyncio.sleep(SCHEDULE_EVERY_S)
