@@ -13,10 +13,19 @@ from outpost.contract import StreamRecord
 from outpost.observer import JobEvent
 from telemetry.collector import Collector
 
-NOW = datetime.now(UTC)
 WORKERS = {"w1": "linux", "w2": "linux", "w3": "edge"}
 STALE = {"w3"}
 FAILED_JOBS = {"job-broken": "Broken", "job-flaky": "Flaky"}  # Failed, Suspended
+
+
+def hours_since_w3_stopped(now: datetime) -> int:
+    """Kusto's datetime_diff("hour") counts hour boundaries: 30 or 31 depending on the minute."""
+    last = FILLED_AT - timedelta(hours=30)
+    return int((now.replace(minute=0, second=0, microsecond=0)
+                - last.replace(minute=0, second=0, microsecond=0)).total_seconds() // 3600)
+
+
+FILLED_AT = datetime.now(UTC)
 
 
 def heartbeat(name: str, t: datetime, n: int) -> dict:
@@ -35,6 +44,10 @@ def heartbeat(name: str, t: datetime, n: int) -> dict:
 
 
 def fill(collector: Collector) -> None:
+    # Times are relative to the moment of filling, not of import: a long test session must
+    # not age the "live" workers past the 5-minute staleness the published queries use.
+    global FILLED_AT
+    FILLED_AT = NOW = datetime.now(UTC)
     for name, group in WORKERS.items():
         if name in STALE:
             times = [NOW - timedelta(hours=50) + timedelta(minutes=5 * i) for i in range(20 * 12 + 1)]
