@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from automation import assets, schedules, webhooks
+from automation import assets, crypto, schedules, webhooks
 from automation.context import ControlPlane
 from automation.errors import NotFound
 from outpost import contract as c
@@ -246,6 +246,10 @@ def public_router(cp: ControlPlane) -> APIRouter:
 def routers(
     cp: ControlPlane, require_admin: Callable[..., None], require_worker: Callable[..., Any]
 ) -> list[APIRouter]:
+    try:  # say at start-up, not at the first job, when the master key cannot read the stored assets
+        crypto.keyring(cp)
+    except crypto.MasterKeyError as exc:
+        log.error("assets: %s", exc.message)
     return [public_router(cp), agent_router(cp, require_worker), admin_router(cp, require_admin)]
 
 

@@ -223,3 +223,27 @@ def test_asset_bad_input_and_cli_errors(server):
         assert r.status_code == 404
         r = c.put("/api/v1/assets/variables/bad name", json={"value": 1})
         assert r.status_code == 400
+
+
+def test_master_key_from_env_and_a_wrong_key_is_named(make_server, make_agent, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("OUTPOST_MASTER_KEY", Fernet.generate_key().decode())
+    server = make_server()
+    agent = make_agent(server)
+    with server.client() as c:
+        c.put("/api/v1/assets/variables/enc", json={"value": ENC_VALUE, "encrypted": True}).raise_for_status()
+        publish(c, "read", "import automationassets\nautomationassets.get_automation_variable('enc')\n", "python3")
+        assert wait_job(c, start_job(c, "read"))["status"] == "Completed"
+    assert not (server.data_dir / "master.key").exists()  # the env key was used
+    agent.stop()
+    server.stop()
+    monkeypatch.setenv("OUTPOST_MASTER_KEY", Fernet.generate_key().decode())  # not the key that encrypted them
+    server.start()
+    agent.start()
+    with server.client() as c:
+        job = wait_job(c, start_job(c, "read"))
+        errors = "\n".join(outputs(c, job["id"], "Error"))
+    assert job["status"] == "Failed"
+    assert "master key differs from the one that encrypted the stored assets" in errors
+    assert "master key differs" in server.log_path.read_text()
