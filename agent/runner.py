@@ -21,7 +21,15 @@ import httpx
 from agent.assets_proxy import AssetsProxy
 from agent.classify import classify_stdout, decode_line, split_long
 from agent.events import EventShipper
-from agent.runtime import RunAsUser, RuntimeRefusal, check_python3, python_for, resolve_run_as, verify_clearsigned
+from agent.runtime import (
+    RunAsUser,
+    RuntimeRefusal,
+    check_python3,
+    python_for,
+    resolve_run_as,
+    unwrap_clearsigned,
+    verify_clearsigned,
+)
 from outpost.contract import AGENT_LEASE, JobAssignment, JobStatus, RunbookType, StreamType
 from outpost.http import ApiError, request
 
@@ -159,6 +167,8 @@ class JobRun:
         content = self.job.content
         if self.opts.trusted_keys is not None:
             content = verify_clearsigned(content, self.opts.trusted_keys, self.job.runbook)
+        else:  # signatures not enforced here: a signed runbook still runs, as its signed text
+            content = unwrap_clearsigned(content)
         if self.job.runbook_type == RunbookType.PYTHON3:
             check_python3(content, self.job.runbook)
         user = None

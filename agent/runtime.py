@@ -91,6 +91,22 @@ def verify_clearsigned(content: str, trusted: Path, runbook: str) -> str:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def unwrap_clearsigned(content: str) -> str:
+    """The text of a clear-signed runbook, unverified: for workers that do not enforce signatures."""
+    stripped = content.strip()
+    if not stripped.startswith(_BEGIN) or "-----BEGIN PGP SIGNATURE-----" not in stripped:
+        return content
+    lines = stripped.splitlines()[1:]
+    while lines and lines[0].strip():  # armor headers (Hash: ...) end at the first empty line
+        lines.pop(0)
+    body: list[str] = []
+    for line in lines[1:]:
+        if line.startswith("-----BEGIN PGP SIGNATURE-----"):
+            break
+        body.append(line[2:] if line.startswith("- ") else line)
+    return "\n".join(body) + "\n"
+
+
 # -- Python 2 ----------------------------------------------------------------------------------
 
 _PY2_MARKERS = [

@@ -194,12 +194,19 @@ def test_signed_runbooks_only(server, make_agent, signer, tmp_path):
     assert "no trusted key" in results["rogue"][0]["status_reason"]
 
 
-def test_without_trusted_keys_unsigned_runbooks_run(server, make_agent):
+def test_without_trusted_keys_signed_and_unsigned_runbooks_run(server, make_agent, signer):
     make_agent(server)
+    home = signer("Someone <someone@example.test>")
+    signed_py = _gpg(home, "--clearsign", data="-0 or print('dash-escaped line kept')\nprint('signed python')\n").stdout
+    assert "\n- -0 or print" in signed_py  # gpg dash-escapes lines that start with '-'
     with server.client() as c:
         publish(c, "plain", "echo plain\n")
-        job_id = start_job(c, "plain")
-        assert wait_job(c, job_id)["status"] == "Completed"
+        publish(c, "signedpy", signed_py, "python3")
+        plain = start_job(c, "plain")
+        signed = start_job(c, "signedpy")
+        assert wait_job(c, plain)["status"] == "Completed"
+        assert wait_job(c, signed)["status"] == "Completed", outputs(c, signed, "Error")
+        assert outputs(c, signed) == ["dash-escaped line kept", "signed python"]
 
 
 # -- Python 2 ---------------------------------------------------------------------------------
