@@ -94,7 +94,10 @@ class Agent:
         now = time.monotonic()
         if now - self._last_status_write >= STATUS_WRITE_EVERY_S:
             self._last_status_write = now
-            self.state.update_status(pid=os.getpid(), **fields)
+            try:
+                self.state.update_status(pid=os.getpid(), **fields)
+            except OSError as exc:  # a full disk must not stop the agent from working
+                log.warning("cannot update %s: %s", self.state.status_path, exc)
 
     def poll_once(self) -> JobAssignment | None:
         hold = self.opts.poll_hold_s

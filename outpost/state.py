@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ from typing import Any
 REGISTRATION_FILE = "registration.json"
 CREDENTIAL_FILE = "credential"
 STATUS_FILE = "status.json"
+
+
+_status_lock = threading.Lock()
 
 
 class StateError(Exception):
@@ -36,14 +41,16 @@ class Registration:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file readable only by its owner, atomically."""
+    """Write a file readable only by its owner, atomically (a unique temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class AgentState:
@@ -105,6 +112,7 @@ class AgentState:
             return {}
 
     def update_status(self, **fields: Any) -> None:
-        status = self.read_status()
-        status.update(fields)
-        write_private(self.status_path, json.dumps(status, indent=2) + "\n")
+        with _status_lock:  # several agent threads report here: read-modify-write must not interleave
+            status = self.read_status()
+            status.update(fields)
+            write_private(self.status_path, json.dumps(status, indent=2) + "\n")

@@ -64,7 +64,8 @@ def test_worker_cannot_touch_a_job_it_does_not_hold(server, make_agent):
     [
         ({"runbook": "nope", "run_on": "g1"}, 404, "runbook 'nope' does not exist"),
         ({"runbook": "ok", "run_on": "nowhere"}, 404, "worker group 'nowhere' does not exist"),
-        ({"runbook": "draft-only", "run_on": "g1"}, 400, "runbook draft-only has no published version; publish it first"),
+        ({"runbook": "draft-only", "run_on": "g1"}, 400,
+         "runbook draft-only has no published version; publish it first"),
         ({"runbook": "ok", "run_on": "g1", "params": [{"name": "bad name!", "value": "1"}]}, 400,
          "invalid parameter name 'bad name!'"),
         ({"runbook": "ok", "run_on": "g1", "timeout_s": -1}, 400, "timeout must be between"),

@@ -6,12 +6,9 @@ import datetime as dt
 import time
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
+from tests.helpers.pki import make_ca_and_cert
 from tests.helpers.procs import cli
 
 
@@ -48,33 +45,8 @@ def test_waiting_worker_wakes_on_new_job_not_at_next_poll(make_server, make_agen
     assert (started - created).total_seconds() < 5
 
 
-def _make_ca_and_cert(tmp_path):
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Outpost Test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-          .not_valid_after(now + dt.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address(
-                "127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    return paths
-
-
 def test_https_with_private_ca(make_server, make_agent, tmp_path):
-    paths = _make_ca_and_cert(tmp_path)
+    paths = make_ca_and_cert(tmp_path)
     server = make_server(extra=["--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"])],
                          ca_file=str(paths["ca"]))
     # Without the CA, verification fails with a hint, never a silent downgrade.

@@ -27,6 +27,7 @@ from tests.dashboards.dashboard_files import (
     promql_expressions,
 )
 from tests.helpers.api import publish, start_job, wait_job
+from tests.helpers.pki import make_ca_and_cert
 from tests.helpers.procs import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ VARIABLES = {"group": "g1", "worker": "w1", "runbook": ".+", "database": "Outpos
 
 
 @contextmanager
-def running_prometheus(tmp: Path, target: str, token: str | None) -> Iterator[str]:
+def running_prometheus(tmp: Path, target: str, token: str | None, ca_file: str | None = None) -> Iterator[str]:
     """A real Prometheus on loopback scraping the Outpost server every second, with Outpost's rules."""
     port = free_port()
     (tmp / "token").write_text(token or "unused")
@@ -51,6 +52,9 @@ def running_prometheus(tmp: Path, target: str, token: str | None) -> Iterator[st
             }
         ],
     }
+    if ca_file:
+        config["scrape_configs"][0]["scheme"] = "https"
+        config["scrape_configs"][0]["tls_config"] = {"ca_file": ca_file}
     if token:
         config["scrape_configs"][0]["authorization"] = {"type": "Bearer", "credentials_file": str(tmp / "token")}
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -107,21 +111,27 @@ def _wait_scraped(prom: str) -> None:
 
 def _exercise(server: Any, make_agent: Any) -> Any:
     """A worker, a completed and a failed job, a diagnose report: every panel has data."""
-    agent = make_agent(server)
+    # The agent diagnoses itself a second after start and reports to the collector
+    # (DiagnosticResults, outpost_diagnose_check_failing).
+    agent = make_agent(server, run_args=["--diagnose-interval", "1"])
     with server.client() as client:
         publish(client, "ok", "echo fine\n")
         publish(client, "fails", "echo 'ERROR: broken' \necho bad >&2\nexit 3\n")
         for runbook in ("ok", "fails", "ok", "fails"):
             wait_job(client, start_job(client, runbook))
-    # The worker reports its diagnose results to the collector (DiagnosticResults, outpost_diagnose_*).
-    cli("diagnose", "--state-dir", str(agent.state_dir), "--json", timeout=120)
+        wait_for(lambda: client.post("/api/v1/query", json={"query": "DiagnosticResults | take 1"}).json()["rows"],
+                 timeout=60, what="the agent's diagnose report")  # fmt: skip
     return agent
 
 
-def test_every_promql_and_kql_query_returns_data(server: Any, make_agent: Any, tmp_path: Path) -> None:
+def test_every_promql_and_kql_query_returns_data(make_server: Any, make_agent: Any, tmp_path: Path) -> None:
+    # HTTPS with a private CA, so the server certificate's expiry is exposed too.
+    pki = make_ca_and_cert(tmp_path)
+    server = make_server(extra=["--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"])],
+                         ca_file=str(pki["ca"]))  # fmt: skip
     _require_wired(server)
     _exercise(server, make_agent)
-    with running_prometheus(tmp_path, f"127.0.0.1:{server.port}", server.token) as prom:
+    with running_prometheus(tmp_path, f"127.0.0.1:{server.port}", server.token, str(pki["ca"])) as prom:
         _wait_scraped(prom)
         time.sleep(3)  # a few samples, so rate() and histogram_quantile() have two points
 
