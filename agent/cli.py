@@ -181,6 +181,16 @@ def run(
     poll_hold: Annotated[
         float, typer.Option("--poll-hold", min=0, max=28, help="How long the server may hold a poll.")
     ] = 25.0,
+    otel: Annotated[
+        bool, typer.Option("--otel/--no-otel", help="Export job spans and metrics over OTLP.")
+    ] = True,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option("--otlp-endpoint", help="OTLP/HTTP endpoint for spans and metrics (default: the server)."),
+    ] = None,
+    metrics_interval: Annotated[
+        float, typer.Option("--metrics-interval", min=1, help="Seconds between OTLP metric exports.")
+    ] = 60.0,
     diagnose_interval: Annotated[
         float,
         typer.Option("--diagnose-interval", min=0, help="Run `diagnose` and report it this often (s); 0: never."),
@@ -225,6 +235,9 @@ def run(
                 heartbeat_interval_s=heartbeat_interval,
                 poll_interval_s=poll_interval,
                 diagnose_interval_s=diagnose_interval,
+                otel=otel,
+                otlp_endpoint=otlp_endpoint,
+                metrics_interval_s=metrics_interval,
                 trusted_keys=trusted_keys,
             ),
         )

@@ -14,13 +14,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
+from agent import observe
 from agent.assets_proxy import AssetsProxy
 from agent.classify import classify_stdout, decode_line, split_long
 from agent.events import EventShipper
+from agent.observe import JobMetrics
 from agent.runtime import (
     RunAsUser,
     RuntimeRefusal,
@@ -50,6 +52,8 @@ class RunOptions:
     python: str | None = None
     trusted_keys: Path | None = None  # run only runbooks GPG clear-signed by these keys
     assets: AssetsProxy | None = None  # the runbook's automationassets endpoint
+    tracer: Any = None  # OpenTelemetry tracer for `job run` spans (None: no-op)
+    job_metrics: JobMetrics | None = None
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -144,8 +148,11 @@ class JobRun:
         lease = threading.Thread(target=self._keep_lease, name=f"lease-{self.job.job_id[:8]}", daemon=True)
         lease.start()
         assets_token = self.opts.assets.open(self.job.job_id) if self.opts.assets else None
+        started = time.monotonic()
         try:
-            status, reason, code = self._execute(assets_token)
+            with observe.job_span(self.opts.tracer, self.job, self.opts.worker_name) as span:
+                status, reason, code = self._execute(assets_token)
+                observe.finish_span(span, status, reason)
         except Exception as exc:  # an agent bug must still end the job visibly
             log.exception("job %s: agent error", self.job.job_id)
             status, reason, code = JobStatus.FAILED, f"agent error on {self.opts.worker_name}: {exc}", None
@@ -154,6 +161,8 @@ class JobRun:
                 self.opts.assets.close(assets_token)
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
+        if self.opts.job_metrics is not None:
+            self.opts.job_metrics.record(self.job, status, time.monotonic() - started)
         if not self._lease_lost.is_set():
             self.events.status(status, reason, code)
         delivered = self.events.close()
@@ -209,8 +218,9 @@ class JobRun:
         )
         if self.opts.assets is not None and assets_token:
             env.update(AUTOMATION_ASSETS_URL=self.opts.assets.url, AUTOMATION_ASSETS_TOKEN=assets_token)
-        if self.job.traceparent:
-            env["TRACEPARENT"] = self.job.traceparent
+        traceparent = observe.current_traceparent(self.job.traceparent)
+        if traceparent:
+            env["TRACEPARENT"] = traceparent
         switch: dict[str, object] = {}
         if user is not None:
             env.update(user.env())

@@ -234,9 +234,24 @@ class HeartbeatSender:
             pass
 
 
+def _otlp_url(endpoint: str, signal: str) -> str:
+    base = endpoint.rstrip("/")
+    return base if base.endswith(f"/v1/{signal}") else f"{base}/v1/{signal}"
+
+
+def _resource(service_name: str, worker: str | None) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    attrs = {"service.name": service_name, "service.version": __version__}
+    if worker:
+        attrs["outpost.worker"] = worker
+    return Resource.create(attrs)
+
+
 def agent_tracer_provider(otlp_endpoint: str | None, *, service_name: str = "outpost-agent",
-                          headers: dict[str, str] | None = None, worker: str | None = None) -> Any:
-    """A TracerProvider exporting over OTLP/HTTP to *otlp_endpoint* (e.g. the server URL + /v1/traces).
+                          headers: dict[str, str] | None = None, worker: str | None = None,
+                          ca_file: str | None = None) -> Any:
+    """A TracerProvider exporting over OTLP/HTTP to *otlp_endpoint* (the server URL, or any collector).
 
     Returns None when no endpoint is given. Imported lazily: OpenTelemetry stays off the import path
     of a worker that does not trace.
@@ -244,15 +259,27 @@ def agent_tracer_provider(otlp_endpoint: str | None, *, service_name: str = "out
     if not otlp_endpoint:
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    attrs = {"service.name": service_name, "service.version": __version__}
-    if worker:
-        attrs["outpost.worker"] = worker
-    provider = TracerProvider(resource=Resource.create(attrs))
-    endpoint = otlp_endpoint if otlp_endpoint.rstrip("/").endswith("/v1/traces") else (
-        otlp_endpoint.rstrip("/") + "/v1/traces")
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, headers=headers or {})))
+    provider = TracerProvider(resource=_resource(service_name, worker))
+    exporter = OTLPSpanExporter(endpoint=_otlp_url(otlp_endpoint, "traces"), headers=headers or {},
+                                certificate_file=ca_file)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
     return provider
+
+
+def agent_meter_provider(otlp_endpoint: str | None, *, interval_s: float = 60.0, service_name: str = "outpost-agent",
+                         headers: dict[str, str] | None = None, worker: str | None = None,
+                         ca_file: str | None = None) -> Any:
+    """A MeterProvider exporting the agent's job metrics over OTLP/HTTP every *interval_s*."""
+    if not otlp_endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    exporter = OTLPMetricExporter(endpoint=_otlp_url(otlp_endpoint, "metrics"), headers=headers or {},
+                                  certificate_file=ca_file)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_s * 1000))
+    return MeterProvider(resource=_resource(service_name, worker), metric_readers=[reader])

@@ -10,13 +10,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from agent.assets_proxy import AssetsProxy
+from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
-from agent.telemetry import HeartbeatSender
+from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
 from outpost.contract import AGENT_POLL, JobAssignment, JobStatus
 from outpost.http import ApiError, make_client, request
 from outpost.settings import LONG_POLL_HOLD_S, REQUEST_TIMEOUT_S
@@ -50,6 +53,9 @@ class AgentOptions:
     diagnose_interval_s: float = 3600.0  # 0 disables the periodic self-check
     python: str | None = None
     trusted_keys: Path | None = None  # run only runbooks clear-signed by these GPG keys
+    otel: bool = True  # export job spans and metrics over OTLP
+    otlp_endpoint: str | None = None  # None: the server this worker is registered to
+    metrics_interval_s: float = 60.0
 
 
 TRUSTED_KEYS_IN_STATE = "trusted-keys"  # <state-dir>/trusted-keys (file or directory) when no option is given
@@ -76,6 +82,24 @@ class Agent:
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
         )
+        self._tracer_provider, self._meter_provider = self._otel(options)
+        if self._tracer_provider is not None:
+            self.run_options.tracer = self._tracer_provider.get_tracer("outpost.agent")
+        if self._meter_provider is not None:
+            self.run_options.job_metrics = JobMetrics(self._meter_provider, self.registration.group)
+
+    def _otel(self, options: AgentOptions) -> tuple[Any, Any]:
+        if not options.otel:
+            return None, None
+        reg = self.registration
+        endpoint = options.otlp_endpoint or reg.url
+        # The worker credential goes only to its own server; another collector gets the
+        # headers from OTEL_EXPORTER_OTLP_HEADERS, as every OTel exporter does.
+        own = urlsplit(endpoint)[:2] == urlsplit(reg.url)[:2]  # same scheme and host:port
+        headers = {"Authorization": f"Bearer {self._credential}"} if own else None
+        common = {"headers": headers, "worker": reg.name, "ca_file": reg.ca_file if own else None}
+        return (agent_tracer_provider(endpoint, **common),
+                agent_meter_provider(endpoint, interval_s=options.metrics_interval_s, **common))
 
     @staticmethod
     def _trusted_keys(state: AgentState, options: AgentOptions) -> Path | None:
@@ -212,6 +236,9 @@ class Agent:
             if assets is not None:
                 assets.stop()
             heartbeat_client.close()
+            for provider in (self._tracer_provider, self._meter_provider):
+                if provider is not None:
+                    provider.shutdown()  # flushes spans and a last metrics export
             self.client.close()
         return 0
 

@@ -113,8 +113,9 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
 
     @r.post("/jobs", tags=["jobs"], status_code=201)
     def create_job(body: JobBody, request: Request) -> dict[str, Any]:
-        traceparent = getattr(request.state, "traceparent", None)
-        return jobs.create(cp, body.runbook, body.run_on, body.params, body.timeout_s, traceparent)
+        # A caller's W3C traceparent makes the job's trace a child of the caller's.
+        return jobs.create(cp, body.runbook, body.run_on, body.params, body.timeout_s,
+                           request.headers.get("traceparent"))
 
     @r.get("/jobs", tags=["jobs"])
     def list_jobs(

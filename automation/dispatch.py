@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from automation import tracing
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict
 from automation.jobs import event_of
@@ -86,6 +87,7 @@ def claim(cp: ControlPlane, identity: WorkerIdentity, group_id: int) -> JobAssig
         job = s.get(Job, job_id)
     assert job is not None
     cp.observer.on_job_status(event_of(job))
+    tracing.job_claimed(job.traceparent, job.id, identity.name, job.created_at, now, job.activations)
     from automation.assets import run_as_of  # late: assets imports this module
 
     run_as, run_as_credential = run_as_of(cp, job.group_id)

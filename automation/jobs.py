@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import select
 
-from automation import runbooks
+from automation import runbooks, tracing
 from automation.context import ControlPlane
 from automation.errors import BadRequest, NotFound
 from automation.models import Job, JobStream, WorkerGroup, utcnow
@@ -87,18 +87,20 @@ def create(
     run_on: str,
     params: list[JobParam],
     timeout_s: float | None = None,
-    traceparent: str | None = None,
+    parent_traceparent: str | None = None,
 ) -> dict[str, Any]:
     validate_params(params)
     if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):
         raise BadRequest(f"timeout must be between 0 and {MAX_TIMEOUT_S} seconds")
     rb = runbooks.published(cp, runbook)
+    job_id = str(uuid.uuid4())
+    traceparent = tracing.job_created(job_id, rb.name, run_on, parent_traceparent)
     with cp.session() as s:
         group = s.exec(select(WorkerGroup).where(WorkerGroup.name == run_on)).first()
         if group is None:
             raise NotFound(f"worker group {run_on!r} does not exist; register a worker into it first")
         job = Job(
-            id=str(uuid.uuid4()),
+            id=job_id,
             runbook_id=rb.id,  # type: ignore[arg-type]
             runbook_name=rb.name,
             runbook_version=rb.published_version,

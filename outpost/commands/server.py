@@ -72,6 +72,7 @@ def server(
 ) -> None:
     """Start the Outpost service: REST API, long-poll dispatch, telemetry."""
     import uvicorn
+    from opentelemetry import trace
     from sqlalchemy.exc import OperationalError
 
     from automation import dispatch, secrets
@@ -81,6 +82,7 @@ def server(
     from telemetry.alerting_api import build_alerting_router
     from telemetry.api import build_router
     from telemetry.collector import Collector
+    from telemetry.tracing import server_tracer_provider
 
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together", 2)
@@ -117,7 +119,10 @@ def server(
             build_alerting_router(evaluator, require_admin),
         ]
 
-    app = create_app(cp, extra_routers=routers, on_shutdown=[evaluator.stop, collector.close])
+    tracer_provider = server_tracer_provider(collector)
+    trace.set_tracer_provider(tracer_provider)
+    app = create_app(cp, extra_routers=routers,
+                     on_shutdown=[evaluator.stop, tracer_provider.shutdown, collector.close])
     collector.start()
     evaluator.start()
 
