@@ -7,8 +7,6 @@ where this fleet makes them knowable.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,44 +15,10 @@ import pytest
 
 from telemetry import kql
 from telemetry.collector import Collector
-from tests.telemetry import fleet
+from tests.telemetry import conformance, fleet
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFORMANCE = ROOT.parent / "shared" / "conformance" / "kql"
-
-PLACEHOLDERS = {
-    "{TimeRange:query}": "> ago(1d)",
-    "{TimeRangeSelect:query}": "> ago(1d)",
-    "{TimeRange:start}": "ago(1d)",
-    "{TimeRange:end}": "now()",
-    "{TimeRange:grain}": "1h",
-    "{TimeRangeSelect:grain}": "1h",
-    "{UnhealthyCriteria}": "15m",
-    "{Servers}": '"w1"',
-    "{ComputerName}": "w1",
-    "{Subscription:id}": "any-subscription",
-    "{healthStatus}": "ALL",
-    "{DistributionSelection}": "ALL",
-    "{AgentsState}": "All agents",
-}
-
-if not CONFORMANCE.is_dir():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"conformance queries missing at {CONFORMANCE}; CI must place shared/ beside the clone")
-    pytest.skip(
-        f"conformance queries not found at {CONFORMANCE} (a plain clone has no ../shared); CI runs them",
-        allow_module_level=True,
-    )
-
-FILES = sorted(CONFORMANCE.glob("*.kql"))
-
-
-def load(name: str) -> str:
-    text = (CONFORMANCE / name).read_text(encoding="utf-8")
-    for key, value in PLACEHOLDERS.items():
-        text = text.replace(key, value)
-    assert not re.search(r"\{[A-Za-z]+(:[a-z]+)?\}", text), f"unsubstituted placeholder in {name}"
-    return text
+FILES = conformance.require_queries()
+load = conformance.load
 
 
 @pytest.fixture(scope="module")
