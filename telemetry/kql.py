@@ -184,18 +184,51 @@ def check_syntax(query: str) -> None:
 
 
 AGGREGATES = frozenset(
-    {"count", "countif", "sum", "sumif", "avg", "avgif", "min", "max", "minif", "maxif", "arg_max", "arg_min",
-     "stdev", "stdevif", "variance", "varianceif", "dcount", "dcountif", "make_list", "make_list_if",
-     "make_set", "make_set_if", "makelist", "makeset", "any", "take_any", "take_anyif", "anyif",
-     "percentile", "percentiles", "count_distinct", "hll", "tdigest", "make_bag"}
+    {
+        "count",
+        "countif",
+        "sum",
+        "sumif",
+        "avg",
+        "avgif",
+        "min",
+        "max",
+        "minif",
+        "maxif",
+        "arg_max",
+        "arg_min",
+        "stdev",
+        "stdevif",
+        "variance",
+        "varianceif",
+        "dcount",
+        "dcountif",
+        "make_list",
+        "make_list_if",
+        "make_set",
+        "make_set_if",
+        "makelist",
+        "makeset",
+        "any",
+        "take_any",
+        "take_anyif",
+        "anyif",
+        "percentile",
+        "percentiles",
+        "count_distinct",
+        "hll",
+        "tdigest",
+        "make_bag",
+    }
 )
 
 
 class _Session:
     """One query: a private cursor, a pinned clock, a deadline, its temp tables."""
 
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], now: datetime,
-                 deadline: float) -> None:
+    def __init__(
+        self, cursor: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], now: datetime, deadline: float
+    ) -> None:
         self.cur = cursor
         self.tables = tables
         self.now = now
@@ -319,15 +352,83 @@ def _simple_rewrites(query: str) -> str:
     query = _sub_masked(query, masked, r"\bhint\.strategy\s*=\s*partitioned\b", lambda m: "")
     masked = kt.mask(query)
     # Deprecated aliases Kusto still accepts.
-    renames = {"makelist": "make_list", "makeset": "make_set", "notempty": "isnotempty", "notnull": "isnotnull",
-               "isnotnull": "isnotnull"}
+    renames = {
+        "makelist": "make_list",
+        "makeset": "make_set",
+        "notempty": "isnotempty",
+        "notnull": "isnotnull",
+        "isnotnull": "isnotnull",
+    }
     query = _sub_masked(
         query, masked, r"(?<![\w.])(makelist|makeset|notempty|notnull)(?=\s*\()", lambda m: renames[m.group(1)]
     )
     masked = kt.mask(query)
     query = _rewrite_bin_at(query, masked)
+    query = _rewrite_strcat(query)
     masked = kt.mask(query)
     return _rewrite_named_call_in_extend(query, masked)
+
+
+_SIMPLE_ARG = re.compile(r"\s*(?:\"[^\"]*\"|'[^']*'|[A-Za-z_]\w*|\[\s*(?:\"[^\"]*\"|'[^']*')\s*\]|-?\d+(?:\.\d+)?)\s*")
+_CALL_ARG = re.compile(r"\s*(strcat|case|iff|iif)\s*\(")
+
+
+def _whole_call(masked: str, a: int, b: int) -> tuple[str, int, int] | None:
+    """(name, open, close) when masked[a:b] is exactly one strcat/case/iff/iif call."""
+    m = _CALL_ARG.match(masked, a, b)
+    if not m:
+        return None
+    close = kt.match_paren(masked, m.end() - 1)
+    if close >= b or masked[close + 1 : b].strip():
+        return None
+    return m.group(1), m.end() - 1, close
+
+
+def _rewrite_strcat(query: str) -> str:
+    """Keep nested `strcat` small: flatten `strcat(a, strcat(b, c))` and push `strcat` into `case`/`iff` branches.
+
+    duckdb-kql renders each strcat argument through a type dispatch that repeats the
+    operand about eight times, so `strcat(case(..., strcat(toint(x), 's'), ...), ' ago')`
+    (the workbooks' "time ago" column) grows geometrically: ~700 KB of SQL that DuckDB
+    needs ~10 s to bind. `strcat(p, case(c, v, d), q)` is `case(c, strcat(p, v, q), strcat(p, d, q))`
+    exactly, and flattening is exact too; distribution only happens when the other
+    arguments are literals or column names, so nothing grows.
+    """
+    for _ in range(500):
+        masked = kt.mask(query)
+        edit: tuple[int, int, str] | None = None
+        for start, open_pos, close in kt.find_calls(masked, "strcat"):
+            spans = kt.split_top(masked, open_pos + 1, close)
+            for i, (a, b) in enumerate(spans):
+                inner = _whole_call(masked, a, b)
+                if inner is None:
+                    continue
+                name, i_open, i_close = inner
+                if name == "strcat":
+                    edit = (a, b, query[i_open + 1 : i_close])
+                    break
+                others = spans[:i] + spans[i + 1 :]
+                if not all(_SIMPLE_ARG.fullmatch(masked, x, y) for x, y in others):
+                    continue
+                parts = [query[x:y].strip() for x, y in kt.split_top(masked, i_open + 1, i_close)]
+                if name == "case" and len(parts) >= 3 and len(parts) % 2 == 1:
+                    values = {*range(1, len(parts) - 1, 2), len(parts) - 1}
+                elif name in ("iff", "iif") and len(parts) == 3:
+                    values = {1, 2}
+                else:
+                    continue
+                pre = [query[x:y].strip() for x, y in spans[:i]]
+                post = [query[x:y].strip() for x, y in spans[i + 1 :]]
+                branches = [f"strcat({', '.join([*pre, p, *post])})" if k in values else p for k, p in enumerate(parts)]
+                edit = (start, close + 1, f"{name}({', '.join(branches)})")
+                break
+            if edit:
+                break
+        if edit is None:
+            return query
+        a, b, text = edit
+        query = query[:a] + text + query[b:]
+    return query
 
 
 def _wrap_make_list(query: str) -> str:
@@ -362,7 +463,7 @@ def _rewrite_named_call_in_extend(query: str, masked: str) -> str:
             if masked[close + 1 : b].strip():
                 continue
             fn, name = cm.group(1), cm.group(2)
-            edits.append((a, b, f" {name} = {fn}({query[cm.end():close]})" + query[close + 1 : b]))
+            edits.append((a, b, f" {name} = {fn}({query[cm.end() : close]})" + query[close + 1 : b]))
     for a, b, text in reversed(edits):
         query = query[:a] + text + query[b:]
     return query
@@ -798,9 +899,7 @@ def _handle_make_series(s: _Session, query: str, masked: str, pos: int) -> str:
     params: list[Any] = []
     for i, (name, _, _) in enumerate(aggs):
         params.append(defaults[i])
-        series_cols.append(
-            f'to_json(list(coalesce(b."__outpost_m{i}", ${len(params)}) ORDER BY x.i)) AS "{name}"'
-        )
+        series_cols.append(f'to_json(list(coalesce(b."__outpost_m{i}", ${len(params)}) ORDER BY x.i)) AS "{name}"')
     params += [start_v, step_v]
     p_start, p_step = len(params) - 1, len(params)
     axis_col = (
@@ -896,9 +995,31 @@ def _json_list(value: Any) -> Any:
     return value
 
 
-_SOURCE_WORDS = frozenset({"datatable", "print", "range", "union", "search", "materialize", "find", "evaluate",
-                           "externaldata", "database", "cluster", "table", "toscalar", "view", "let", "set",
-                           "declare", "alias", "pattern", "restrict", "getschema"})
+_SOURCE_WORDS = frozenset(
+    {
+        "datatable",
+        "print",
+        "range",
+        "union",
+        "search",
+        "materialize",
+        "find",
+        "evaluate",
+        "externaldata",
+        "database",
+        "cluster",
+        "table",
+        "toscalar",
+        "view",
+        "let",
+        "set",
+        "declare",
+        "alias",
+        "pattern",
+        "restrict",
+        "getschema",
+    }
+)
 
 
 MAX_RANGE_ROWS = 10_000_000
@@ -930,7 +1051,8 @@ def _check_tables(query: str, tables: dict[str, list[str]]) -> None:
             col = m.start() - (masked.rfind("\n", 0, m.start()) + 1) + 1
             raise UnknownTableError(
                 f"unknown table '{name}' at line {line}, column {col} (Outpost has: {', '.join(sorted(tables))})",
-                line=line, column=col,
+                line=line,
+                column=col,
             )
 
 
