@@ -21,7 +21,7 @@ from outpost.commands.common import (
 from outpost.http import request
 
 app = typer.Typer(help="Schedules that start runbooks (one-time or recurring, in a time zone).", no_args_is_help=True)
-COLUMNS = ["name", "runbook", "run_on", "frequency", "interval", "time_zone", "next_run_at", "last_run_at", "enabled"]
+COLUMNS = ["name", "runbook", "run_on", "frequency", "interval", "next_run_at", "enabled"]
 UNITS = {"minute": "Minute", "hour": "Hour", "day": "Day", "week": "Week"}
 
 
