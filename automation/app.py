@@ -82,9 +82,13 @@ def create_app(
         version=__version__,
         description="Control plane and telemetry collector of Outpost hybrid runbook workers.",
         lifespan=lifespan,
+        # Job traces are ours (automation.tracing); per-request spans for every long-poll and
+        # lease renewal would drown them and cost more than the request itself.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     middleware.install(app)
     app.add_middleware(middleware.BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
+    app.add_middleware(middleware.ServiceHeader)  # type: ignore[arg-type]
     app.include_router(api.public_router(cp))
     app.include_router(api.agent_router(cp, require_worker))
     app.include_router(api.admin_router(cp, require_admin))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +32,24 @@ class ControlPlane:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    # SQLite has one writer at a time, and its busy handler makes waiters sleep in steps of
+    # up to 100 ms. Queueing this process's writers on a lock instead hands the write lock
+    # over at once (measured: bench/dispatch.py went from ~6 to the figures in its note).
+    _sqlite_writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        """For work that writes: on SQLite it holds the write lock from BEGIN (IMMEDIATE)."""
+        lock = self._sqlite_writer if self.dialect == "sqlite" else contextlib.nullcontext()
+        with lock, Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """For reads only: on SQLite a deferred BEGIN, so readers never queue behind writers (WAL)."""
+        with Session(self._read_engine, expire_on_commit=False) as session:
+            yield session
+
+    @property
+    def _read_engine(self) -> Engine:
+        return self.engine.execution_options(outpost_read_only=True)  # type: ignore[return-value]

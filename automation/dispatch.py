@@ -47,7 +47,7 @@ _AGENT_TRANSITIONS: dict[str, set[str]] = {
 
 
 def _group_id(cp: ControlPlane, identity: WorkerIdentity) -> int:
-    with cp.session() as s:
+    with cp.reading() as s:
         gid = s.execute(select(WorkerGroup.id).where(WorkerGroup.name == identity.group)).scalar()
     if gid is None:
         raise Conflict(f"worker group {identity.group!r} no longer exists")
@@ -191,7 +191,7 @@ def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch:
 def reap(cp: ControlPlane) -> int:
     """End or re-queue jobs whose worker stopped renewing the lease (e.g. killed -9)."""
     now = utcnow()
-    with cp.session() as s:
+    with cp.reading() as s:
         expired = (
             s.execute(
                 select(Job).where(Job.status.in_(HELD), Job.lease_expires_at < now)  # type: ignore[attr-defined]
@@ -255,7 +255,7 @@ def reap(cp: ControlPlane) -> int:
 
 def snapshot(cp: ControlPlane) -> list[GroupSnapshot]:
     now = utcnow()
-    with cp.session() as s:
+    with cp.reading() as s:
         groups = s.execute(select(WorkerGroup.id, WorkerGroup.name)).all()
         queued = {
             gid: (count, oldest)

@@ -125,7 +125,7 @@ def get(cp: ControlPlane, job_id: str) -> Job:
         uuid.UUID(job_id)
     except ValueError:
         raise BadRequest(f"{job_id!r} is not a job id (a UUID)") from None
-    with cp.session() as s:
+    with cp.reading() as s:
         job = s.get(Job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
@@ -151,7 +151,7 @@ def list_jobs(
         query = query.where(Job.runbook_name == runbook)
     if group:
         query = query.where(Job.group_name == group)
-    with cp.session() as s:
+    with cp.reading() as s:
         return [view(j) for j in s.exec(query).all()]
 
 
@@ -200,11 +200,11 @@ def streams(
     )
     if stream:
         query = query.where(JobStream.stream == stream)
-    with cp.session() as s:
+    with cp.reading() as s:
         rows = s.exec(query).all()
     return [{"seq": r.seq, "type": r.stream, "time": r.time.isoformat(), "text": r.text} for r in rows]
 
 
 def stream_count(cp: ControlPlane, job_id: str) -> int:
-    with cp.session() as s:
+    with cp.reading() as s:
         return s.exec(select(func.count()).select_from(JobStream).where(JobStream.job_id == job_id)).one()

@@ -71,20 +71,37 @@ async def _too_large(send: Send, limit: int) -> None:
             "status": 413,
             "headers": [
                 (b"content-type", b"application/json"),
-                (SERVICE_HEADER.lower().encode(), __version__.encode()),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def _service_header(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        response.headers[SERVICE_HEADER] = __version__
-        return response
+class ServiceHeader:
+    """Every answer says it comes from Outpost (`diagnose` tells Outpost from a proxy's page by it).
 
+    Plain ASGI rather than `@app.middleware("http")`: that wrapper costs a task and a
+    stream per request, which long-polls and event batches pay thousands of times a minute.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.header = (SERVICE_HEADER.lower().encode(), __version__.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def install(app: FastAPI) -> None:
     @app.exception_handler(ControlPlaneError)
     async def _domain(_: Request, exc: ControlPlaneError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)

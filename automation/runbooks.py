@@ -96,12 +96,12 @@ def publish(cp: ControlPlane, name: str) -> dict[str, Any]:
 
 
 def show(cp: ControlPlane, name: str) -> dict[str, Any]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return _view(_get(s, name), with_content=True)
 
 
 def list_all(cp: ControlPlane) -> list[dict[str, Any]]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return [_view(rb) for rb in s.exec(select(Runbook).order_by(Runbook.name)).all()]
 
 
@@ -112,7 +112,7 @@ def delete(cp: ControlPlane, name: str) -> None:
 
 
 def published(cp: ControlPlane, name: str) -> Runbook:
-    with cp.session() as s:
+    with cp.reading() as s:
         rb = _get(s, name)
     if not rb.published_version or rb.published_content is None:
         raise BadRequest(f"runbook {name} has no published version; publish it first")

@@ -7,8 +7,10 @@
 - `job run` (agent, child of create): the run on the worker; the runbook process gets
   its context as TRACEPARENT, so spans the runbook emits join the same trace.
 
-Spans go to whatever TracerProvider the process installed (the server installs one
-that writes into the collector); with none installed this is all no-op.
+Spans go to the TracerProvider given to `use()` (the server passes one that writes into
+the collector); until then this is all no-op. No global provider is installed, so
+libraries that trace whatever is global (FastAPI's native telemetry would add spans
+to every poll) stay quiet.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-_tracer = trace.get_tracer("outpost.control-plane")
+_tracer: trace.Tracer = trace.NoOpTracer()
+
+
+def use(provider: trace.TracerProvider) -> None:
+    global _tracer
+    _tracer = provider.get_tracer("outpost.control-plane")
 _propagator = TraceContextTextMapPropagator()
 
 

@@ -28,7 +28,7 @@ def _check_name(kind: str, name: str) -> None:
 
 
 def _registration_key_ok(cp: ControlPlane, key: str) -> bool:
-    with cp.session() as s:
+    with cp.reading() as s:
         digests = [s.get(Setting, k) for k in secrets.KEY_HASH.values()]
     return any(d is not None and secrets.matches(key, d.value) for d in digests)
 
@@ -98,7 +98,7 @@ def authenticate(cp: ControlPlane, token: str) -> WorkerIdentity:
     if hit and now - hit[1] < _AUTH_CACHE_TTL_S:
         identity = hit[0]
     else:
-        with cp.session() as s:
+        with cp.reading() as s:
             row = s.exec(select(Worker, WorkerGroup).join(WorkerGroup).where(Worker.id == worker_id)).first()
         if row is None or not secrets.matches(secret, row[0].credential_hash):
             _auth_cache.pop(key, None)
@@ -129,7 +129,7 @@ def _remove(cp: ControlPlane, worker: Worker, group_name: str) -> None:
 
 
 def deregister(cp: ControlPlane, identity: WorkerIdentity) -> None:
-    with cp.session() as s:
+    with cp.reading() as s:
         worker = s.get(Worker, identity.worker_id)
     if worker is None:
         raise NotFound("this worker is not registered")
@@ -137,7 +137,7 @@ def deregister(cp: ControlPlane, identity: WorkerIdentity) -> None:
 
 
 def remove_by_name(cp: ControlPlane, name: str, group: str | None) -> dict[str, str]:
-    with cp.session() as s:
+    with cp.reading() as s:
         query = select(Worker, WorkerGroup).join(WorkerGroup).where(Worker.name == name)
         if group:
             query = query.where(WorkerGroup.name == group)
@@ -153,7 +153,7 @@ def remove_by_name(cp: ControlPlane, name: str, group: str | None) -> dict[str, 
 
 
 def list_workers(cp: ControlPlane, group: str | None = None) -> list[dict[str, object]]:
-    with cp.session() as s:
+    with cp.reading() as s:
         query = select(Worker, WorkerGroup).join(WorkerGroup).order_by(WorkerGroup.name, Worker.name)
         if group:
             query = query.where(WorkerGroup.name == group)
@@ -174,7 +174,7 @@ def list_workers(cp: ControlPlane, group: str | None = None) -> list[dict[str, o
 
 
 def list_groups(cp: ControlPlane) -> list[dict[str, object]]:
-    with cp.session() as s:
+    with cp.reading() as s:
         groups = s.exec(select(WorkerGroup).order_by(WorkerGroup.name)).all()
         counts = dict(s.exec(select(Worker.group_id, func.count()).group_by(Worker.group_id)).all())
         queued = dict(

@@ -72,10 +72,9 @@ def server(
 ) -> None:
     """Start the Outpost service: REST API, long-poll dispatch, telemetry."""
     import uvicorn
-    from opentelemetry import trace
     from sqlalchemy.exc import OperationalError
 
-    from automation import dispatch, secrets
+    from automation import dispatch, secrets, tracing
     from automation.app import create_app, open_control_plane
     from telemetry.alert_rules import RuleError, load_rules
     from telemetry.alerting import AlertEvaluator, collector_query_runner
@@ -120,7 +119,7 @@ def server(
         ]
 
     tracer_provider = server_tracer_provider(collector)
-    trace.set_tracer_provider(tracer_provider)
+    tracing.use(tracer_provider)
     app = create_app(cp, extra_routers=routers,
                      on_shutdown=[evaluator.stop, tracer_provider.shutdown, collector.close])
     collector.start()
