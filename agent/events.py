@@ -35,6 +35,8 @@ class EventShipper:
         self._next_seq = activation << 32
         self._pending: deque[dict[str, object]] = deque()
         self._status: dict[str, object] | None = None
+        self._started_at: str | None = None  # Running not yet reported (see `started`)
+        self._started_mono = 0.0
         self._cond = threading.Condition()
         self._closed = False
         self._first_pending_at: float | None = None
@@ -54,6 +56,14 @@ class EventShipper:
                 self._first_pending_at = time.monotonic()
             if len(self._pending) >= BATCH_RECORDS:
                 self._cond.notify_all()
+
+    def started(self) -> None:
+        """The runbook process is up. Reported as Running within BATCH_DELAY_S, or, if the job
+        ends first, folded into its final status (`started_at`): one request instead of two."""
+        with self._cond:
+            self._started_at = datetime.now(UTC).isoformat()
+            self._started_mono = time.monotonic()
+            self._cond.notify_all()
 
     def status(self, status: JobStatus, reason: str | None = None, exit_code: int | None = None) -> None:
         """Queue a status change; it goes out after every record produced before it."""
@@ -76,31 +86,41 @@ class EventShipper:
         self._thread.join(timeout)
         return not self._thread.is_alive() and not self._pending and self._status is None
 
-    def _take_batch(self) -> tuple[list[dict[str, object]], dict[str, object] | None] | None:
+    def _take_batch(self) -> tuple[list[dict[str, object]], dict[str, object] | None, bool, bool] | None:
+        """(records, status to send, whether it is the queued status, whether it carries the start)."""
         with self._cond:
             while True:
-                due = self._first_pending_at is not None and time.monotonic() - self._first_pending_at >= BATCH_DELAY_S
-                if len(self._pending) >= BATCH_RECORDS or (self._pending and (due or self._closed)) or self._status:
+                now = time.monotonic()
+                records_due = self._first_pending_at is not None and now - self._first_pending_at >= BATCH_DELAY_S
+                start_due = self._started_at is not None and (now - self._started_mono >= BATCH_DELAY_S or self._closed)
+                if len(self._pending) >= BATCH_RECORDS or (self._pending and (records_due or self._closed)):
                     break
-                if self._closed and not self._pending and self._status is None:
+                if self._status or start_due:
+                    break
+                if self._closed and not self._pending and self._status is None and self._started_at is None:
                     return None
-                wait = (
-                    BATCH_DELAY_S
-                    if self._first_pending_at is None
-                    else max(0.01, BATCH_DELAY_S - (time.monotonic() - self._first_pending_at))
-                )
-                self._cond.wait(wait)
+                waits = [BATCH_DELAY_S]
+                if self._first_pending_at is not None:
+                    waits.append(BATCH_DELAY_S - (now - self._first_pending_at))
+                if self._started_at is not None:
+                    waits.append(BATCH_DELAY_S - (now - self._started_mono))
+                self._cond.wait(max(0.01, min(waits)))
             records = [self._pending[i] for i in range(min(BATCH_RECORDS, len(self._pending)))]
             # The status rides with the last records before it.
-            status = self._status if len(records) == len(self._pending) else None
-            return records, status
+            queued = self._status if len(records) == len(self._pending) else None
+            status = queued
+            if self._started_at is not None:
+                status = {**(queued or {"status": JobStatus.RUNNING.value}), "started_at": self._started_at}
+            return records, status, queued is not None, self._started_at is not None
 
-    def _ack(self, sent: int, status_sent: bool) -> None:
+    def _ack(self, sent: int, sent_queued: bool, sent_start: bool) -> None:
         with self._cond:
             for _ in range(sent):
                 self._pending.popleft()
-            if status_sent:
+            if sent_queued:
                 self._status = None
+            if sent_start:
+                self._started_at = None
             self._first_pending_at = time.monotonic() if self._pending else None
             self._cond.notify_all()
 
@@ -111,7 +131,7 @@ class EventShipper:
             batch = self._take_batch()
             if batch is None:
                 return
-            records, status = batch
+            records, status, sent_queued, sent_start = batch
             body: dict[str, object] = {"records": records}
             if status is not None:
                 body["status"] = status
@@ -124,6 +144,7 @@ class EventShipper:
                     with self._cond:
                         self._pending.clear()
                         self._status = None
+                        self._started_at = None
                         self._cond.notify_all()
                     return
                 now = time.monotonic()
@@ -148,4 +169,4 @@ class EventShipper:
                 continue
             backoff = 0.5
             failing_since = None
-            self._ack(len(records), status is not None)
+            self._ack(len(records), sent_queued, sent_start)

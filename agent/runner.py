@@ -241,7 +241,7 @@ class JobRun:
             )
         except OSError as exc:
             return JobStatus.FAILED, f"could not start the runbook on {self.opts.worker_name}: {exc}", None
-        self.events.status(JobStatus.RUNNING)
+        self.events.started()
         if self._stop_reason is not None:  # a stop arrived while starting
             self._terminate(self._proc, 0)
         pumps = [

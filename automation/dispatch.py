@@ -33,7 +33,7 @@ from outpost.contract import (
     LeaseResponse,
     RunbookType,
 )
-from outpost.observer import GroupSnapshot, WorkerIdentity
+from outpost.observer import GroupSnapshot, JobEvent, WorkerIdentity
 from outpost.settings import MAX_ACTIVATIONS
 
 HELD = (JobStatus.ACTIVATING, JobStatus.RUNNING, JobStatus.STOPPING)
@@ -76,16 +76,14 @@ def claim(cp: ControlPlane, identity: WorkerIdentity, group_id: int) -> JobAssig
             last_status_at=now,
             status_reason=None,
         )
-        .returning(Job.id)
+        .returning(Job)
         .execution_options(synchronize_session=False)
     )
     with cp.session() as s:
-        job_id = s.execute(stmt).scalar()
+        job = s.execute(stmt).scalars().first()
         s.commit()
-        if job_id is None:
-            return None
-        job = s.get(Job, job_id)
-    assert job is not None
+    if job is None:
+        return None
     cp.observer.on_job_status(event_of(job))
     tracing.job_claimed(job.traceparent, job.id, identity.name, job.created_at, now, job.activations)
     from automation.assets import run_as_of  # late: assets imports this module
@@ -145,6 +143,14 @@ def _parse_time(value: str) -> Any:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _started_at(reported: str | None, claimed_at: datetime, now: datetime) -> datetime:
+    """The agent's start time, kept between the claim and now (its clock may be skewed)."""
+    if not reported:
+        return now
+    claimed = claimed_at if claimed_at.tzinfo else claimed_at.replace(tzinfo=UTC)
+    return min(max(_parse_time(reported), claimed), now)
+
+
 def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch: EventBatch) -> EventAck:
     """Store stream records (idempotent by seq) and apply an optional status change."""
     now = utcnow()
@@ -159,8 +165,14 @@ def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch:
             return EventAck(accepted=inserted, duplicates=len(batch.records) - inserted, status=job.status)
         inserted = _insert_streams(cp, s, job_id, batch)
         changed = False
+        started: JobEvent | None = None
         if batch.status is not None and batch.status.status != job.status:
             target = batch.status.status
+            started_at = _started_at(batch.status.started_at, job.last_status_at, now)
+            if job.status == JobStatus.ACTIVATING and target in FINAL_STATUSES and batch.status.started_at:
+                # Start and end in one batch: record the Running it went through.
+                job.status, job.started_at, job.last_status_at = JobStatus.RUNNING, started_at, started_at
+                started = event_of(job)
             if target not in _AGENT_TRANSITIONS.get(job.status, set()):
                 raise Conflict(f"job {job_id} cannot go from {job.status} to {target}")
             if job.status == JobStatus.STOPPING and target == JobStatus.RUNNING:
@@ -170,7 +182,7 @@ def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch:
                 job.last_status_at = now
                 changed = True
             if target == JobStatus.RUNNING:
-                job.started_at = now
+                job.started_at = started_at
             if target in FINAL_STATUSES:
                 job.ended_at = now
                 job.lease_expires_at = None
@@ -178,7 +190,8 @@ def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch:
                 job.status_reason = batch.status.reason
             s.add(job)
         s.commit()
-        s.refresh(job)
+    if started is not None:
+        cp.observer.on_job_status(started)
     if batch.records:
         cp.observer.on_job_streams(event_of(job), batch.records)
     if changed:

@@ -127,6 +127,9 @@ class StatusEvent(BaseModel):
     status: JobStatus
     reason: str | None = None
     exit_code: int | None = None
+    # When the runbook process started (agent clock). A job that ends within one batch
+    # window sends its end with this instead of a separate Running: one request, not two.
+    started_at: str | None = None
 
 
 class EventBatch(BaseModel):
