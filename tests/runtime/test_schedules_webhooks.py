@@ -54,7 +54,7 @@ def test_schedule_fires_on_time_in_its_time_zone(server, make_agent):
         jobs = wait_until(lambda: [j for j in _jobs(c, "tick") if j["params"][0]["value"] == "scheduled"], 20,
                           0.2, "the recurring schedule's first job")
         job = wait_job(c, jobs[0]["id"])
-        assert job["status"] == "Completed"
+        assert job["status"] == "Completed", (job, outputs(c, job["id"], "Error"))
         created_at = _ts(job["created_at"])
         assert start_utc <= created_at < start_utc + timedelta(seconds=3)  # on time
         assert outputs(c, job["id"]) == ["scheduled|--n|1"]
