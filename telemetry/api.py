@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -48,8 +49,8 @@ async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 async def _json_body(request: Request) -> Any:
     raw = await _body(request)
     try:
-        return json.loads(raw or b"null")
-    except ValueError as exc:
+        return orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError as exc:
         raise HTTPException(400, f"body is not valid JSON: {exc}") from None
 
 
@@ -82,7 +83,10 @@ def build_router(
             raise HTTPException(400, 'body must be {"rows": [{Heartbeat columns..., "HeartbeatId": "<uuid>"}]}')
         try:
             inserted, dupes = await run_in_threadpool(
-                collector.ingest_heartbeats, body["rows"], worker=worker.name, group=worker.group,
+                collector.ingest_heartbeats,
+                body["rows"],
+                worker=worker.name,
+                group=worker.group,
                 sent_at=body.get("sent_at"),
             )
         except HeartbeatRowError as exc:
@@ -92,13 +96,18 @@ def build_router(
     @router.post(contract.AGENT_DIAGNOSTICS, tags=["agent"])
     async def diagnostics(request: Request, worker: WorkerIdentity = Depends(require_worker)) -> dict[str, Any]:
         body = await _json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("results"), list) or not all(
-            isinstance(r, dict) for r in body["results"]
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("results"), list)
+            or not all(isinstance(r, dict) for r in body["results"])
         ):
             raise HTTPException(400, 'body must be {"results": [{"id", "group", "status", ...}], "time": "<iso>"}')
         try:
             n = await run_in_threadpool(
-                collector.ingest_diagnostics, body["results"], worker=worker.name, group=worker.group,
+                collector.ingest_diagnostics,
+                body["results"],
+                worker=worker.name,
+                group=worker.group,
                 time_=body.get("time"),
             )
         except ValueError as exc:
@@ -124,11 +133,13 @@ def build_router(
             result = await run(body.get("query"), body.get("timeout_s"))
         except kql.QueryError as exc:
             return JSONResponse(status_code=400, content={"detail": exc.message, **exc.to_dict()})
-        return JSONResponse({
-            "columns": [{"name": n, "type": t} for n, t in result.columns],
-            "rows": result.rows,
-            "truncated": result.truncated,
-        })
+        return JSONResponse(
+            {
+                "columns": [{"name": n, "type": t} for n, t in result.columns],
+                "rows": result.rows,
+                "truncated": result.truncated,
+            }
+        )
 
     # -- Kusto REST API -----------------------------------------------------------
 
@@ -160,8 +171,9 @@ def build_router(
         except kql.QueryError as exc:
             return JSONResponse(status_code=400, content=kusto.error_body(exc))
         request_id = request.headers.get("x-ms-client-request-id")
-        return JSONResponse(kusto.v2_response(result.columns, result.rows, truncated=result.truncated,
-                                              request_id=request_id))
+        return JSONResponse(
+            kusto.v2_response(result.columns, result.rows, truncated=result.truncated, request_id=request_id)
+        )
 
     @router.post("/v1/rest/query", dependencies=[query_auth], tags=["kusto"])
     async def kusto_v1(request: Request) -> Response:

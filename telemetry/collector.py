@@ -178,17 +178,22 @@ class Collector:
 
         Raises rows.HeartbeatRowError for a malformed batch.
         """
-        batch = rows.heartbeat_rows(payload_rows, worker=worker, group=group)
         resource = f"/subscriptions/{HEARTBEAT_SUBSCRIPTION}/resourcegroups/{group}/providers/outpost/workers/{worker}"
-        for row in batch:
-            row.setdefault("ResourceId", resource)
-            row["_ResourceId"] = resource
-            row.setdefault("Resource", worker)
-            row.setdefault("ResourceGroup", group)
-            row.setdefault("ResourceProvider", "Outpost")
-            row.setdefault("ResourceType", "workers")
-            row.setdefault("SubscriptionId", HEARTBEAT_SUBSCRIPTION)
-        inserted, dupes = self.store.insert_heartbeats(batch)
+        batch = rows.heartbeat_columns(
+            payload_rows,
+            worker=worker,
+            group=group,
+            defaults={
+                "ResourceId": resource,
+                "Resource": worker,
+                "ResourceGroup": group,
+                "ResourceProvider": "Outpost",
+                "ResourceType": "workers",
+                "SubscriptionId": HEARTBEAT_SUBSCRIPTION,
+            },
+            forced={"_ResourceId": resource},
+        )
+        inserted, dupes = self.store.insert_heartbeat_columns(batch.columns, batch.n, batch.ids, batch.times)
         self.metrics.rows.labels("Heartbeat").inc(inserted)
         if dupes:
             self.metrics.duplicates.labels("Heartbeat").inc(dupes)
@@ -196,17 +201,18 @@ class Collector:
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         agent_time = to_naive_utc(sent_at)
-        if agent_time is None and len(batch) == 1:
-            agent_time = to_naive_utc(batch[0].get("TimeGenerated"))
+        if agent_time is None and batch.n == 1:
+            agent_time = batch.times[0]
         skew = None
         if agent_time is not None:
             skew = (agent_time.replace(tzinfo=UTC) - now).total_seconds()
-        if batch:
+        if batch.n:
             self.metrics.fleet.heartbeat(worker, group, now.timestamp(), skew)
         return inserted, dupes
 
-    def ingest_diagnostics(self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str,
-                           time_: Any = None) -> int:
+    def ingest_diagnostics(
+        self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None
+    ) -> int:
         t = to_naive_utc(time_) or utcnow()
         out = []
         failing: dict[str, bool] = {}
@@ -218,18 +224,20 @@ class Collector:
             if status not in DIAGNOSE_STATUSES:
                 raise ValueError(f"results[{i}].status must be one of {', '.join(DIAGNOSE_STATUSES)}")
             failing[check] = status == "fail"
-            out.append({
-                "TimeGenerated": t,
-                "Computer": worker,
-                "WorkerGroup_s": group,
-                "CheckId": check,
-                "CheckGroup": r.get("group"),
-                "Status": status,
-                "Finding": r.get("finding"),
-                "Remediation": r.get("remediation"),
-                "DurationMs": r.get("duration_ms"),
-                "Evidence": r.get("evidence") if r.get("evidence") is not None else {},
-            })
+            out.append(
+                {
+                    "TimeGenerated": t,
+                    "Computer": worker,
+                    "WorkerGroup_s": group,
+                    "CheckId": check,
+                    "CheckGroup": r.get("group"),
+                    "Status": status,
+                    "Finding": r.get("finding"),
+                    "Remediation": r.get("remediation"),
+                    "DurationMs": r.get("duration_ms"),
+                    "Evidence": r.get("evidence") if r.get("evidence") is not None else {},
+                }
+            )
         n = self.store.insert_rows("DiagnosticResults", out)
         self.metrics.rows.labels("DiagnosticResults").inc(n)
         self.metrics.fleet.diagnose(worker, group, failing)
@@ -249,8 +257,9 @@ class Collector:
     def tables(self) -> dict[str, list[tuple[str, str]]]:
         return dict(TABLES)
 
-    def query(self, text: str, *, timeout_s: float | None = None, max_rows: int = kql.DEFAULT_MAX_ROWS
-              ) -> kql.QueryResult:
+    def query(
+        self, text: str, *, timeout_s: float | None = None, max_rows: int = kql.DEFAULT_MAX_ROWS
+    ) -> kql.QueryResult:
         """Run KQL; raises kql.QueryError (subclasses) for anything the caller must fix."""
         self.flush()
         timeout = self.query_timeout_s if timeout_s is None else min(timeout_s, self.query_timeout_s)
@@ -261,8 +270,11 @@ class Collector:
         try:
             with self.store.reader() as cur:
                 result = kql.run_query(
-                    cur, text, tables={t: [c for c, _ in cols] for t, cols in TABLES.items()},
-                    timeout_s=timeout, max_rows=max_rows,
+                    cur,
+                    text,
+                    tables={t: [c for c, _ in cols] for t, cols in TABLES.items()},
+                    timeout_s=timeout,
+                    max_rows=max_rows,
                 )
             outcome = "ok"
             return result

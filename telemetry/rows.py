@@ -6,7 +6,8 @@ status change and one `JobStreams` row per stream record, in `AzureDiagnostics`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -74,14 +75,16 @@ def stream_rows(event: JobEvent, records: Sequence[StreamRecord]) -> list[dict[s
     rows = []
     for rec in records:
         stream = str(rec.stream)
-        rows.append({
-            **base,
-            "TimeGenerated": to_naive_utc(rec.time) or to_naive_utc(event.time),
-            "StreamType_s": stream,
-            "ResultDescription": rec.text,
-            "StreamSequence_d": float(rec.seq),
-            "Level": {"Error": "Error", "Warning": "Warning"}.get(stream, "Informational"),
-        })
+        rows.append(
+            {
+                **base,
+                "TimeGenerated": to_naive_utc(rec.time) or to_naive_utc(event.time),
+                "StreamType_s": stream,
+                "ResultDescription": rec.text,
+                "StreamSequence_d": float(rec.seq),
+                "Level": {"Error": "Error", "Warning": "Warning"}.get(stream, "Informational"),
+            }
+        )
     return rows
 
 
@@ -103,26 +106,76 @@ class HeartbeatRowError(ValueError):
     pass
 
 
-def heartbeat_rows(
-    rows: Iterable[Any], *, worker: str, group: str, limit: int = 10_000
-) -> list[dict[str, Any]]:
-    """Validate agent-sent Heartbeat rows. Identity columns come from the credential, not the body."""
-    out: list[dict[str, Any]] = []
-    for i, raw in enumerate(rows):
-        if i >= limit:
-            raise HeartbeatRowError(f"too many rows in one batch (limit {limit})")
-        if not isinstance(raw, Mapping):
-            raise HeartbeatRowError(f"rows[{i}] must be an object with Heartbeat columns")
-        row = dict(raw) if raw.keys() <= _HEARTBEAT_NAMES else {k: v for k, v in raw.items() if k in _HEARTBEAT_NAMES}
-        parsed = to_naive_utc(row.get("TimeGenerated"))
-        if parsed is None:
+@dataclass
+class HeartbeatBatch:
+    """Agent heartbeat rows as columns: name -> one value per row (absent columns are not in `columns`)."""
+
+    n: int
+    columns: dict[str, list[Any]]
+    ids: list[Any] | None  # HeartbeatId per row (None where a row has none); None when no row has one
+    times: list[datetime]  # parsed TimeGenerated per row (naive UTC)
+
+
+def heartbeat_columns(
+    rows: Sequence[Any],
+    *,
+    worker: str,
+    group: str,
+    defaults: Mapping[str, Any] | None = None,
+    forced: Mapping[str, Any] | None = None,
+    limit: int = 10_000,
+) -> HeartbeatBatch:
+    """Validate agent-sent Heartbeat rows and turn them into columns, without per-row dicts.
+
+    Identity columns (Computer, WorkerGroup_s, and *forced*) come from the credential,
+    not the body; a row without one of *defaults*' columns gets the default. Unknown
+    keys are ignored. Raises HeartbeatRowError naming the first bad row.
+    """
+    if not isinstance(rows, list):
+        rows = list(rows)
+    n = len(rows)
+    if n > limit:
+        raise HeartbeatRowError(f"too many rows in one batch (limit {limit})")
+    if not all(type(r) is dict for r in rows):
+        for i, raw in enumerate(rows):
+            if not isinstance(raw, Mapping):
+                raise HeartbeatRowError(f"rows[{i}] must be an object with Heartbeat columns")
+        rows = [dict(r) for r in rows]
+    present = set().union(*rows) & _HEARTBEAT_NAMES if rows else set()
+
+    tg = [r.get("TimeGenerated") for r in rows]
+    times = _parse_times(tg)
+    ids: list[Any] | None = None
+    if "HeartbeatId" in present:
+        ids = [r.get("HeartbeatId") for r in rows]
+        for i, hid in enumerate(ids):
+            if hid is not None and (type(hid) is not str or not 0 < len(hid) <= 64):
+                raise HeartbeatRowError(f"rows[{i}].HeartbeatId must be a string of at most 64 characters")
+
+    columns: dict[str, list[Any]] = {"TimeGenerated": times}
+    if ids is not None:
+        columns["HeartbeatId"] = ids
+    for name, default in (defaults or {}).items():
+        columns[name] = [r.get(name, default) for r in rows] if name in present else [default] * n
+    for name in present - columns.keys():
+        columns[name] = [r.get(name) for r in rows]
+    # A worker can only speak for itself: Computer and group come from its credential.
+    for name, value in {"Computer": worker, "WorkerGroup_s": group, **(forced or {})}.items():
+        columns[name] = [value] * n
+    return HeartbeatBatch(n, columns, ids, times)
+
+
+def _parse_times(values: list[Any]) -> list[datetime]:
+    """TimeGenerated per row, each distinct text parsed once."""
+    try:
+        distinct = set(values)
+    except TypeError:  # an unhashable value (a list, an object): certainly no time
+        distinct = None
+    if distinct is not None:
+        parsed = {v: to_naive_utc(v) for v in distinct}
+        if None not in parsed.values():
+            return list(map(parsed.__getitem__, values))
+    for i, v in enumerate(values):
+        if isinstance(v, list | dict) or to_naive_utc(v) is None:
             raise HeartbeatRowError(f"rows[{i}].TimeGenerated must be an ISO-8601 time")
-        row["TimeGenerated"] = parsed
-        hid = row.get("HeartbeatId")
-        if hid is not None and (not isinstance(hid, str) or not 0 < len(hid) <= 64):
-            raise HeartbeatRowError(f"rows[{i}].HeartbeatId must be a string of at most 64 characters")
-        # A worker can only speak for itself: Computer and group come from its credential.
-        row["Computer"] = worker
-        row["WorkerGroup_s"] = group
-        out.append(row)
-    return out
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,10 @@ def to_naive_utc(value: Any) -> datetime | None:
         except ValueError:
             dt = None
         if dt is not None:
-            return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo is not None else dt
+            if dt.tzinfo is None:
+                return dt
+            offset = dt.utcoffset()
+            return dt.replace(tzinfo=None) - offset if offset else dt.replace(tzinfo=None)
         text = value.strip()
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
@@ -255,8 +258,10 @@ class TelemetryStore:
         self._writer = self._con.cursor()
         self._writer.execute("SET TimeZone='UTC'")
         self._closed = False
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        # Any HeartbeatId with TimeGenerated after this mark that is not in _seen was never stored.
+        # Recently stored HeartbeatIds in two generations of sets (bulk set operations, no per-row work):
+        # when the current one fills, the previous is forgotten and the watermark rises to its newest time.
+        self._seen = _SeenIds()
+        # Any HeartbeatId with TimeGenerated after this mark that is not remembered was never stored.
         self._dedupe_watermark = utcnow()
         self._create_tables()
 
@@ -325,69 +330,149 @@ class TelemetryStore:
         self._insert_columns(table, columns, len(rows))
         return len(rows)
 
-    def _insert_columns(self, table: str, columns: list[list[Any]], n: int) -> None:
+    def _insert_columns(self, table: str, columns: list[list[Any]], n: int, *, locked: bool = False) -> None:
+        """One INSERT for a columnar batch: constant columns as scalars, the others as one Arrow table.
+
+        Handing DuckDB Python lists (`UNNEST($1)`) converts value by value, which is what costs
+        (5,000 datetimes: ~12 ms); Arrow arrays are built in C and scanned without conversion (~1 ms).
+        """
         cols = TABLES[table]
         exprs: list[str] = []
         params: list[Any] = []
-        for (_, typ), values in zip(cols, columns, strict=True):
+        arrays: dict[str, pa.Array] = {}
+        for i, ((_, typ), values) in enumerate(zip(cols, columns, strict=True)):
             first = values[0] if values else None
-            # A column with one value in the whole batch (defaults, NULLs) goes as one scalar:
-            # converting a Python list per column is what costs, not the insert.
+            # A column with one value in the whole batch (defaults, NULLs) goes as one scalar.
             if values and first is not None and not isinstance(first, list | dict) and values.count(first) == n:
                 params.append(first)
                 exprs.append(f"${len(params)}::{typ}")
             elif first is None and values.count(None) == n:
                 exprs.append(f"NULL::{typ}")
             else:
-                params.append(values)
-                exprs.append(f"UNNEST(${len(params)})::{typ}")
-        if not any(e.startswith("UNNEST") for e in exprs):  # keep the row count
-            params.append(list(range(n)))
-            exprs.append(f"UNNEST(${len(params)}) AS __n")
-            select = f"SELECT {', '.join(exprs[:-1])} FROM (SELECT {exprs[-1]})"
-        else:
-            select = f"SELECT {', '.join(exprs)}"
+                arrays[f"c{i}"] = _arrow_array(values, typ)
+                exprs.append(f"c{i}::{typ}")
+        if arrays:
+            select = f"SELECT {', '.join(exprs)} FROM {_BATCH}"
+        else:  # keep the row count
+            arrays["__n"] = pa.nulls(n, pa.bool_())
+            select = f"SELECT {', '.join(exprs)} FROM {_BATCH}"
         names = ", ".join(f'"{c}"' for c, _ in cols)
         sql = f'INSERT INTO "{table}" ({names}) {select}'
+        batch = pa.table(arrays)
+        if locked:
+            self._execute_batch(sql, params, batch)
+            return
         with self._write_lock:
-            if self._closed:
-                raise RuntimeError("telemetry store is closed")
+            self._execute_batch(sql, params, batch)
+
+    def _execute_batch(self, sql: str, params: list[Any], batch: pa.Table) -> None:
+        if self._closed:
+            raise RuntimeError("telemetry store is closed")
+        self._writer.register(_BATCH, batch)
+        try:
             self._writer.execute(sql, params)
+        finally:
+            self._writer.unregister(_BATCH)
 
     def insert_heartbeats(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-        """Insert heartbeat rows, dropping HeartbeatIds already stored. Returns (inserted, duplicates)."""
-        fresh: list[Mapping[str, Any]] = []
-        old_ids: list[str] = []
+        """Insert heartbeat dict rows (TimeGenerated parsed or ISO), dropping HeartbeatIds already stored."""
+        names = {k for row in rows for k in row}
+        n = len(rows)
+        columns = {name: [row.get(name) for row in rows] for name in names}
+        times = [to_naive_utc(t) or utcnow() for t in columns.get("TimeGenerated", [None] * n)]
+        columns["TimeGenerated"] = times
+        return self.insert_heartbeat_columns(columns, n, columns.get("HeartbeatId"), times)
+
+    def insert_heartbeat_columns(
+        self, columns: Mapping[str, list[Any]], n: int, ids: list[Any] | None, times: list[datetime]
+    ) -> tuple[int, int]:
+        """Insert a columnar heartbeat batch, dropping HeartbeatIds already stored. Returns (inserted, duplicates).
+
+        The common batch (fresh ids, newer than the dedupe watermark) takes no per-row
+        Python work here: set operations find clashes, and only a batch that has one
+        is filtered row by row (checking the table for ids older than the in-memory set).
+        """
+        if n == 0:
+            return 0, 0
+        with self._write_lock:  # the seen-set, the check and the insert must agree
+            if self._closed:
+                raise RuntimeError("telemetry store is closed")
+            keep: list[int] | None = None
+            if ids is not None:
+                distinct = set(ids)
+                if len(distinct) != n or self._seen.intersects(distinct) or min(times) <= self._dedupe_watermark:
+                    keep = self._fresh_indices(ids, times)
+            if keep is not None:
+                columns = {k: [v[i] for i in keep] for k, v in columns.items()}
+                kept_times = [times[i] for i in keep]
+                kept_ids = [ids[i] for i in keep] if ids is not None else None
+                inserted = len(keep)
+            else:
+                kept_times, kept_ids, inserted = times, ids, n
+            if inserted:
+                self._insert_columns(
+                    "Heartbeat", self._column_lists("Heartbeat", columns, inserted), inserted, locked=True
+                )
+                if kept_ids is not None:
+                    self._remember_batch(kept_ids, kept_times)
+        return inserted, n - inserted
+
+    def _fresh_indices(self, ids: list[Any], times: list[datetime]) -> list[int]:
+        """Rows whose HeartbeatId is new (not in this batch before, not remembered, not stored)."""
+        keep: list[int] = []
         batch_ids: set[str] = set()
-        times: dict[str, datetime | None] = {}
-        with self._write_lock:  # the seen-set and the insert must agree
-            for row in rows:
-                hid = row.get("HeartbeatId")
-                if not hid:
-                    fresh.append(row)
-                    continue
-                hid = str(hid)
-                if hid in self._seen or hid in batch_ids:
-                    continue
-                batch_ids.add(hid)
-                t = to_naive_utc(row.get("TimeGenerated"))
-                times[hid] = t
-                if t is not None and isinstance(row, dict):
-                    row["TimeGenerated"] = t  # parsed once; the insert takes the datetime as is
-                if t is None or t <= self._dedupe_watermark:
-                    old_ids.append(hid)
-                fresh.append(row)
-            if old_ids:
-                stored = self._stored_ids(old_ids, [times[i] for i in old_ids])
-                if stored:
-                    fresh = [r for r in fresh if str(r.get("HeartbeatId") or "") not in stored]
-        inserted = self.insert_rows("Heartbeat", fresh)
-        with self._write_lock:
-            for row in fresh:
-                hid = row.get("HeartbeatId")
-                if hid:
-                    self._remember(str(hid), times.get(str(hid)))
-        return inserted, len(rows) - inserted
+        old_ids: list[str] = []
+        old_times: list[datetime] = []
+        for i, (hid, t) in enumerate(zip(ids, times, strict=True)):
+            if not hid:
+                keep.append(i)
+                continue
+            if hid in self._seen or hid in batch_ids:
+                continue
+            batch_ids.add(hid)
+            if t <= self._dedupe_watermark:
+                old_ids.append(hid)
+                old_times.append(t)
+            keep.append(i)
+        if old_ids:
+            stored = self._stored_ids(old_ids, old_times)
+            if stored:
+                keep = [i for i in keep if not ids[i] or ids[i] not in stored]
+        return keep
+
+    def _remember_batch(self, ids: list[Any], times: list[datetime]) -> None:
+        fresh = set(ids)
+        fresh.discard(None)
+        fresh.discard("")
+        forgotten = self._seen.add(fresh, max(times))
+        if forgotten is not None and forgotten > self._dedupe_watermark:
+            # We no longer know which ids at or before the newest forgotten time are stored.
+            self._dedupe_watermark = forgotten
+
+    def _column_lists(self, table: str, columns: Mapping[str, list[Any]], n: int) -> list[list[Any]]:
+        """Per-column value lists in table order: defaults for absent columns, coerced to the column types."""
+        defaults = TABLE_DEFAULTS.get(table, {})
+        received = utcnow()
+        out: list[list[Any]] = []
+        for name, typ in TABLES[table]:
+            default = defaults.get(name)
+            if name == "_TimeReceived":
+                out.append([received] * n)
+                continue
+            values = columns.get(name)
+            if values is None:
+                out.append([default] * n)
+                continue
+            first = values[0]
+            if values.count(first) == n:  # one value for the whole batch
+                if default is not None and (first is None or first == ""):
+                    first = default
+                out.append(_coerce_column([first], typ) * n)
+                continue
+            if default is not None and (None in values or "" in values):
+                values = [default if v is None or v == "" else v for v in values]
+            out.append(_coerce_column(values, typ))
+        return out
 
     def _stored_ids(self, ids: list[str], times: list[datetime | None]) -> set[str]:
         known = [t for t in times if t is not None]
@@ -398,14 +483,6 @@ class TelemetryStore:
             params += [min(known), max(known)]
         sql = f'SELECT "HeartbeatId" FROM "Heartbeat" WHERE "HeartbeatId" IN (SELECT UNNEST($1)){where}'
         return {r[0] for r in self._writer.execute(sql, params).fetchall()}
-
-    def _remember(self, hid: str, t: datetime | None) -> None:
-        self._seen[hid] = None
-        while len(self._seen) > SEEN_IDS_CAPACITY:
-            self._seen.popitem(last=False)
-            # We no longer know what is stored at or before the newest time we forgot.
-            if t is not None and t > self._dedupe_watermark:
-                self._dedupe_watermark = t
 
     # -- retention --------------------------------------------------------
 
@@ -418,9 +495,7 @@ class TelemetryStore:
             with self._write_lock:
                 if self._closed:
                     break
-                row = self._writer.execute(
-                    f'DELETE FROM "{table}" WHERE "TimeGenerated" < $1', [cutoff]
-                ).fetchone()
+                row = self._writer.execute(f'DELETE FROM "{table}" WHERE "TimeGenerated" < $1', [cutoff]).fetchone()
             removed[table] = int(row[0]) if row else 0
         return removed
 
@@ -445,6 +520,54 @@ class TelemetryStore:
                 log.warning("telemetry checkpoint on close failed: %s", exc)
             self._writer.close()
             self._con.close()
+
+
+class _SeenIds:
+    """Bounded memory of stored HeartbeatIds: two generations of sets, each with its newest TimeGenerated."""
+
+    def __init__(self, capacity: int = SEEN_IDS_CAPACITY) -> None:
+        self.half = max(1, capacity // 2)
+        self.current: set[str] = set()
+        self.current_newest: datetime | None = None
+        self.previous: set[str] = set()
+        self.previous_newest: datetime | None = None
+
+    def __contains__(self, hid: object) -> bool:
+        return hid in self.current or hid in self.previous
+
+    def __len__(self) -> int:
+        return len(self.current) + len(self.previous)
+
+    def intersects(self, ids: set[Any]) -> bool:
+        return not (self.current.isdisjoint(ids) and self.previous.isdisjoint(ids))
+
+    def add(self, ids: set[str], newest: datetime) -> datetime | None:
+        """Remember *ids*; returns the newest time of a generation forgotten to make room, if any."""
+        forgotten = None
+        if len(self.current) + len(ids) > self.half and self.current:
+            forgotten = self.previous_newest if self.previous else None
+            self.previous, self.previous_newest = self.current, self.current_newest
+            self.current, self.current_newest = set(), None
+        self.current |= ids
+        if self.current_newest is None or newest > self.current_newest:
+            self.current_newest = newest
+        return forgotten
+
+
+_BATCH = "__outpost_batch"
+_ARROW_TYPES = {
+    "TIMESTAMP": pa.timestamp("us"),
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "DOUBLE": pa.float64(),
+    "BIGINT": pa.int64(),
+    "BOOLEAN": pa.bool_(),
+}
+
+
+def _arrow_array(values: list[Any], typ: str) -> pa.Array:
+    """A coerced column as an Arrow array of its DuckDB type."""
+    return pa.array(values, _ARROW_TYPES.get(typ))
 
 
 def _coerce_column(values: list[Any], typ: str) -> list[Any]:
@@ -486,5 +609,3 @@ def _to_number(v: Any, typ: str) -> float | int | None:
         return int(v) if typ == "BIGINT" else float(v)
     except (TypeError, ValueError):
         return None
-
-
