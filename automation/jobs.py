@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -62,6 +63,28 @@ def event_of(job: Job, description: str | None = None) -> JobEvent:
     )
 
 
+# Azure's REST API names a Python runbook's positional values "[PARAMETER 1]", "[PARAMETER 2]", ...
+_AZURE_POSITIONAL = re.compile(r"^\[PARAMETER (\d+)\]$", re.IGNORECASE)
+
+
+def azure_positional(params: list[JobParam]) -> list[JobParam]:
+    """Turn Azure-style `[PARAMETER n]=v` into positional values, ordered by n, ahead of plain ones."""
+    numbered: list[tuple[int, JobParam]] = []
+    rest: list[JobParam] = []
+    for p in params:
+        m = _AZURE_POSITIONAL.match(p.name or "")
+        if m:
+            numbered.append((int(m.group(1)), JobParam(name=None, value=p.value)))
+        else:
+            rest.append(p)
+    if not numbered:
+        return params
+    numbers = [n for n, _ in numbered]
+    if len(set(numbers)) != len(numbers):
+        raise BadRequest("a [PARAMETER n] is given twice")
+    return [p for _, p in sorted(numbered, key=lambda x: x[0])] + rest
+
+
 def validate_params(params: list[JobParam]) -> None:
     if len(params) > MAX_PARAMS:
         raise BadRequest(f"too many parameters ({len(params)}); at most {MAX_PARAMS}")
@@ -89,6 +112,7 @@ def create(
     timeout_s: float | None = None,
     parent_traceparent: str | None = None,
 ) -> dict[str, Any]:
+    params = azure_positional(params)
     validate_params(params)
     if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):
         raise BadRequest(f"timeout must be between 0 and {MAX_TIMEOUT_S} seconds")

@@ -73,7 +73,8 @@ def parse_params(values: Sequence[str]) -> list[dict[str, str | None]]:
             params.append({"name": None, "value": raw[1:]})
             continue
         name, sep, value = raw.partition("=")
-        if sep and name and " " not in name:
+        azure_style = name.startswith("[") and name.endswith("]")  # "[PARAMETER 1]=v", as Azure's API names them
+        if sep and name and (" " not in name or azure_style):
             params.append({"name": name, "value": value})
         else:
             params.append({"name": None, "value": raw})

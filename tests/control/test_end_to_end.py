@@ -39,6 +39,17 @@ def test_python_runbook_streams_and_params(server, make_agent):
     assert ("Error", "to stderr") in by_type
 
 
+def test_azure_style_numbered_parameters_are_positional(server, make_agent, tmp_path):
+    make_agent(server)
+    with server.client() as c:
+        publish(c, "argv", 'import sys\nprint("|".join(sys.argv[1:]))\n', "python3")
+    # Azure's API names Python positional parameters "[PARAMETER n]"; the order comes from n.
+    done = cli("job", "start", "argv", "--run-on", "g1", "--param", "[PARAMETER 2]=second", "--param",
+               "[PARAMETER 1]=first", "--param", "k=v", "--wait", env=server.env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["first|second|--k|v"]
+
+
 def test_bash_runbook_exit_code_fails_job(server, make_agent):
     make_agent(server)
     with server.client() as c:
