@@ -195,7 +195,7 @@ def build_router(
 
     # -- OTLP/HTTP -------------------------------------------------------------------
 
-    async def otlp_export(signal: str, request: Request) -> Response:
+    async def otlp_export(signal: str, request: Request, worker: WorkerIdentity) -> Response:
         ctype = request.headers.get("content-type")
         as_json = (ctype or "").split(";")[0].strip().lower() == otlp.JSON
         media = otlp.JSON if as_json else otlp.PROTOBUF
@@ -206,7 +206,7 @@ def build_router(
             table, convert = otlp.ROWS[signal]
             rows, rejected, reason = convert(msg)
             if rows:
-                await run_in_threadpool(collector.ingest_rows, table, rows)
+                await run_in_threadpool(collector.ingest_rows, table, rows, worker=worker.name)
         except HTTPException as exc:
             return _otlp_error(exc.status_code, str(exc.detail), as_json)
         except otlp.OtlpError as exc:
@@ -214,16 +214,16 @@ def build_router(
         return Response(otlp.encode_response(signal, rejected, reason, as_json), media_type=media)
 
     @router.post("/v1/traces", tags=["otlp"])
-    async def otlp_traces(request: Request, _w: WorkerIdentity = Depends(require_worker)) -> Response:
-        return await otlp_export("traces", request)
+    async def otlp_traces(request: Request, worker: WorkerIdentity = Depends(require_worker)) -> Response:
+        return await otlp_export("traces", request, worker)
 
     @router.post("/v1/metrics", tags=["otlp"])
-    async def otlp_metrics(request: Request, _w: WorkerIdentity = Depends(require_worker)) -> Response:
-        return await otlp_export("metrics", request)
+    async def otlp_metrics(request: Request, worker: WorkerIdentity = Depends(require_worker)) -> Response:
+        return await otlp_export("metrics", request, worker)
 
     @router.post("/v1/logs", tags=["otlp"])
-    async def otlp_logs(request: Request, _w: WorkerIdentity = Depends(require_worker)) -> Response:
-        return await otlp_export("logs", request)
+    async def otlp_logs(request: Request, worker: WorkerIdentity = Depends(require_worker)) -> Response:
+        return await otlp_export("logs", request, worker)
 
     # -- Prometheus ----------------------------------------------------------------------
 

@@ -243,9 +243,11 @@ class Collector:
         self.metrics.fleet.diagnose(worker, group, failing)
         return n
 
-    def ingest_rows(self, table: str, items: list[dict[str, Any]]) -> int:
+    def ingest_rows(self, table: str, items: list[dict[str, Any]], *, worker: str | None = None) -> int:
         n = self.store.insert_rows(table, items)
         self.metrics.rows.labels(table).inc(n)
+        if table == "OTelMetrics":  # the latest points are re-exposed on /metrics too
+            self.metrics.otlp.update(items, worker=worker)
         return n
 
     def audit(self, time_: datetime, operation: str, target: str, caller: str, result: str = "Succeeded") -> None:

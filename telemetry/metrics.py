@@ -19,6 +19,21 @@ from prometheus_client.registry import Collector as _PromCollector
 
 from outpost import __version__
 from outpost.observer import GroupSnapshot, SnapshotProvider
+from telemetry.otlp_prom import OtlpMetricsCollector
+
+# Families _ScrapeCollector computes at scrape time (OTLP metrics may not take these names).
+SCRAPE_FAMILIES = (
+    "outpost_worker_up",
+    "outpost_worker_last_heartbeat_timestamp_seconds",
+    "outpost_worker_clock_skew_seconds",
+    "outpost_workers",
+    "outpost_queue_depth",
+    "outpost_queue_oldest_age_seconds",
+    "outpost_diagnose_check_failing",
+    "outpost_certificate_expiry_timestamp_seconds",
+    "outpost_build_info",
+    "outpost_otlp_metric_series_dropped",
+)
 
 # Jobs run from seconds to hours.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
@@ -91,12 +106,19 @@ class _ScrapeCollector(_PromCollector):
                     m.fleet.remove(w.name, w.group)
         workers, checks = m.fleet.snapshot()
 
-        up = GaugeMetricFamily("outpost_worker_up", "1 if the worker heartbeated within the stale window",
-                               labels=["worker", "group"])
-        last = GaugeMetricFamily("outpost_worker_last_heartbeat_timestamp_seconds",
-                                 "Server receive time of the worker's latest heartbeat", labels=["worker", "group"])
-        skew = GaugeMetricFamily("outpost_worker_clock_skew_seconds",
-                                 "Agent clock minus server clock at the latest heartbeat", labels=["worker", "group"])
+        up = GaugeMetricFamily(
+            "outpost_worker_up", "1 if the worker heartbeated within the stale window", labels=["worker", "group"]
+        )
+        last = GaugeMetricFamily(
+            "outpost_worker_last_heartbeat_timestamp_seconds",
+            "Server receive time of the worker's latest heartbeat",
+            labels=["worker", "group"],
+        )
+        skew = GaugeMetricFamily(
+            "outpost_worker_clock_skew_seconds",
+            "Agent clock minus server clock at the latest heartbeat",
+            labels=["worker", "group"],
+        )
         counts: dict[tuple[str, str], int] = {}
         seen: set[tuple[str, str]] = set()
         for w in workers:
@@ -126,17 +148,18 @@ class _ScrapeCollector(_PromCollector):
         yield fleet
 
         depth = GaugeMetricFamily("outpost_queue_depth", "Queued jobs per group", labels=["group"])
-        oldest = GaugeMetricFamily("outpost_queue_oldest_age_seconds", "Age of the oldest queued job",
-                                   labels=["group"])
+        oldest = GaugeMetricFamily("outpost_queue_oldest_age_seconds", "Age of the oldest queued job", labels=["group"])
         for g in groups or []:
             depth.add_metric([g.group], float(g.queue_depth))
             oldest.add_metric([g.group], float(g.oldest_queued_age_s))
         yield depth
         yield oldest
 
-        failing = GaugeMetricFamily("outpost_diagnose_check_failing",
-                                    "1 when the worker's latest diagnose result for the check is fail",
-                                    labels=["worker", "group", "check"])
+        failing = GaugeMetricFamily(
+            "outpost_diagnose_check_failing",
+            "1 when the worker's latest diagnose result for the check is fail",
+            labels=["worker", "group", "check"],
+        )
         for (name, group), results in checks.items():
             if registered is not None and name not in registered.get(group, set()):
                 continue
@@ -144,8 +167,11 @@ class _ScrapeCollector(_PromCollector):
                 failing.add_metric([name, group, check], 1.0 if bad else 0.0)
         yield failing
 
-        cert = GaugeMetricFamily("outpost_certificate_expiry_timestamp_seconds",
-                                 "notAfter of the certificate the server presents", labels=["kind", "subject"])
+        cert = GaugeMetricFamily(
+            "outpost_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate the server presents",
+            labels=["kind", "subject"],
+        )
         info = m.certificate_info()
         if info is not None:
             cert.add_metric(["server", info[0]], info[1])
@@ -157,8 +183,7 @@ class _ScrapeCollector(_PromCollector):
 
 
 class CollectorMetrics:
-    def __init__(self, *, snapshot: SnapshotProvider | None, stale_after_s: float,
-                 tls_cert_path: Path | None) -> None:
+    def __init__(self, *, snapshot: SnapshotProvider | None, stale_after_s: float, tls_cert_path: Path | None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.snapshot = snapshot
         self.stale_after_s = stale_after_s
@@ -167,19 +192,52 @@ class CollectorMetrics:
         self._cert_cache: tuple[float, tuple[str, float] | None] | None = None
         r = self.registry
         self.jobs = Counter("outpost_jobs", "Job status transitions", ["runbook", "group", "status"], registry=r)
-        self.duration = Histogram("outpost_job_duration_seconds", "Running to final status",
-                                  ["runbook", "group"], buckets=DURATION_BUCKETS, registry=r)
-        self.queue_wait = Histogram("outpost_job_queue_wait_seconds", "Created to started (schedule-to-start)",
-                                    ["runbook", "group"], buckets=QUEUE_WAIT_BUCKETS, registry=r)
+        self.duration = Histogram(
+            "outpost_job_duration_seconds",
+            "Running to final status",
+            ["runbook", "group"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "outpost_job_queue_wait_seconds",
+            "Created to started (schedule-to-start)",
+            ["runbook", "group"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
         self.polls = Counter("outpost_polls", "Worker polls by outcome", ["group", "outcome"], registry=r)
         self.dispatches = Counter("outpost_dispatches", "Jobs handed to workers", ["group"], registry=r)
         self.rows = Counter("outpost_telemetry_rows", "Rows stored by the collector", ["table"], registry=r)
-        self.duplicates = Counter("outpost_telemetry_duplicate_rows", "Re-sent rows dropped as duplicates",
-                                  ["table"], registry=r)
+        self.duplicates = Counter(
+            "outpost_telemetry_duplicate_rows", "Re-sent rows dropped as duplicates", ["table"], registry=r
+        )
         self.queries = Counter("outpost_kql_queries", "KQL queries by outcome", ["outcome"], registry=r)
-        self.query_seconds = Histogram("outpost_kql_query_duration_seconds", "KQL query run time",
-                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)
+        self.query_seconds = Histogram(
+            "outpost_kql_query_duration_seconds",
+            "KQL query run time",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
         r.register(_ScrapeCollector(self))
+        # OTLP metrics agents (or anything else with a worker credential) send, re-exposed.
+        own = {
+            f.name
+            for c in (
+                self.jobs,
+                self.duration,
+                self.queue_wait,
+                self.polls,
+                self.dispatches,
+                self.rows,
+                self.duplicates,
+                self.queries,
+                self.query_seconds,
+            )
+            for f in c.describe()
+        }
+        self.otlp = OtlpMetricsCollector(reserved=own | set(SCRAPE_FAMILIES))
+        r.register(self.otlp)
 
     def certificate_info(self) -> tuple[str, float] | None:
         path = self.tls_cert_path
