@@ -1,6 +1,6 @@
 """The 38 published Azure Monitor queries run unchanged against tables filled by real workers and jobs.
 
-One real `outpost server` (SQLite + DuckDB, `--stale-after 3`) and three real
+One real `outpost server` (SQLite + DuckDB, `--stale-after 5`) and three real
 `outpost worker run` agents heartbeating every second: `w1` and `w2` in group
 `linux`, `w3` in group `edge`. Real bash runbooks end Completed, Failed
 (non-zero exit), Completed with `ERROR:` lines, and Stopped (via the REST API);
@@ -80,7 +80,7 @@ def _metric(text: str, name: str, **labels: str) -> float | None:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     base = tmp_path_factory.mktemp("live-conformance")
-    server = Server(base / "server", extra=["--stale-after", "3"])
+    server = Server(base / "server", extra=["--stale-after", "5"])
     agents: list[Agent] = []
     try:
         server.start()
