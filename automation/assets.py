@@ -226,12 +226,12 @@ def set_connection(
 
 
 def show(cp: ControlPlane, kind: str, name: str) -> dict[str, Any]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return view(_get(s, kind, name))
 
 
 def list_kind(cp: ControlPlane, kind: str) -> list[dict[str, Any]]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return [view(r) for r in s.exec(select(Asset).where(Asset.kind == kind).order_by(Asset.name)).all()]
 
 
@@ -264,7 +264,7 @@ def set_group_run_as(cp: ControlPlane, group: str, credential: str | None) -> di
 
 def run_as_of(cp: ControlPlane, group_id: int) -> tuple[str | None, str | None]:
     """(user name, credential name) of a group's RunAs account, or (None, None): run as the agent's user."""
-    with cp.session() as s:
+    with cp.reading() as s:
         cred = s.execute(sa_select(WorkerGroup.run_as_credential).where(WorkerGroup.id == group_id)).scalar()
         if not cred:
             return None, None
@@ -279,7 +279,7 @@ def run_as_of(cp: ControlPlane, group_id: int) -> tuple[str | None, str | None]:
 
 def _require_lease(cp: ControlPlane, identity: WorkerIdentity, job_id: str) -> None:
     now = utcnow()
-    with cp.session() as s:
+    with cp.reading() as s:
         job = s.get(Job, job_id)
     held = (
         job is not None
@@ -295,7 +295,7 @@ def _require_lease(cp: ControlPlane, identity: WorkerIdentity, job_id: str) -> N
 def for_job(cp: ControlPlane, identity: WorkerIdentity, job_id: str, kind: str, name: str) -> dict[str, Any]:
     """The full asset (secrets decrypted), as automationassets returns it."""
     _require_lease(cp, identity, job_id)
-    with cp.session() as s:
+    with cp.reading() as s:
         row = _get(s, kind, name)
     public = json.loads(row.public_json)
     secret = json.loads(crypto.keyring(cp).decrypt(row.secret)) if row.secret else {}

@@ -199,12 +199,12 @@ def _get(s: Any, name: str) -> Schedule:
 
 
 def show(cp: ControlPlane, name: str) -> dict[str, Any]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return view(_get(s, name))
 
 
 def list_all(cp: ControlPlane) -> list[dict[str, Any]]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return [view(x) for x in s.exec(select(Schedule).order_by(Schedule.name)).all()]
 
 

@@ -121,12 +121,12 @@ def _get(s: Any, name: str) -> Webhook:
 
 
 def show(cp: ControlPlane, name: str) -> dict[str, Any]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return view(_get(s, name))
 
 
 def list_all(cp: ControlPlane) -> list[dict[str, Any]]:
-    with cp.session() as s:
+    with cp.reading() as s:
         return [view(w) for w in s.exec(select(Webhook).order_by(Webhook.name)).all()]
 
 
