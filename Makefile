@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README):
 #   make server   start Outpost on the embedded defaults (SQLite + DuckDB in ./outpost-data)
 #   make test     run the whole test suite
-.PHONY: server test lint bench
+.PHONY: server test lint bench constraints
 
 server:
 	@scripts/bootstrap.sh
@@ -20,3 +20,7 @@ bench:
 	@scripts/bootstrap.sh
 	.venv/bin/python bench/dispatch.py
 	.venv/bin/python bench/telemetry.py
+
+constraints:
+	.venv/bin/python -m pip install --quiet --upgrade -e '.[dev]'
+	.venv/bin/python -m pip freeze --exclude-editable | grep -v '^outpost' > constraints.txt
