@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,23 @@ def resolve_run_as(name: str, credential: str | None, worker: str) -> RunAsUser:
         raise RuntimeRefusal(f"RunAs user {name!r}{source} does not exist on worker {worker}") from None
     groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
     return RunAsUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+
+
+def resolve_python3() -> str:
+    """The real interpreter behind `python3` on PATH, found once at agent start.
+
+    PATH often holds a wrapper (pyenv shims, for instance, re-resolve the version on every
+    call and cost ~100 ms per job); asking the interpreter for sys.executable skips it.
+    """
+    found = shutil.which("python3")
+    if found is None:
+        return sys.executable
+    try:
+        out = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return found
+    return out if out and os.path.isabs(out) else found
 
 
 def python_for(user: RunAsUser | None, preferred: str | None) -> str | None:

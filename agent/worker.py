@@ -18,6 +18,7 @@ import httpx
 from agent.assets_proxy import AssetsProxy
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
+from agent.runtime import resolve_python3
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
 from outpost.contract import AGENT_POLL, JobAssignment, JobStatus
@@ -78,7 +79,7 @@ class Agent:
             worker_name=self.registration.name,
             stop_grace_s=options.stop_grace_s,
             lease_renew_s=options.lease_renew_s,
-            python=options.python,
+            python=options.python or resolve_python3(),
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
         )
