@@ -180,12 +180,10 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         wait: float = Query(cp.poll_hold_s, ge=0, le=60, description="hold the request up to this long"),
         identity: WorkerIdentity = Depends(require_worker),
     ) -> c.JobAssignment | Response:
-        group_id = await run_in_threadpool(dispatch.group_id_of, cp, identity)
-
         def check() -> c.JobAssignment | None:
-            return dispatch.claim(cp, identity, group_id)
+            return dispatch.claim(cp, identity)
 
-        job = await _wait_for(cp, group_topic(group_id), wait, check, request)
+        job = await _wait_for(cp, group_topic(identity.group), wait, check, request)
         cp.observer.on_poll(identity, job is not None)
         return job if job is not None else Response(status_code=204)
 

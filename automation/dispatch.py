@@ -46,16 +46,10 @@ _AGENT_TRANSITIONS: dict[str, set[str]] = {
 }
 
 
-def _group_id(cp: ControlPlane, identity: WorkerIdentity) -> int:
-    with cp.reading() as s:
-        gid = s.execute(select(WorkerGroup.id).where(WorkerGroup.name == identity.group)).scalar()
-    if gid is None:
-        raise Conflict(f"worker group {identity.group!r} no longer exists")
-    return int(gid)
-
-
-def claim(cp: ControlPlane, identity: WorkerIdentity, group_id: int) -> JobAssignment | None:
+def claim(cp: ControlPlane, identity: WorkerIdentity) -> JobAssignment | None:
     now = utcnow()
+    # The group id by name inside the statement: one round trip per poll, and the queue index still applies.
+    group_id = select(WorkerGroup.id).where(WorkerGroup.name == identity.group).scalar_subquery()
     oldest = (
         select(Job.id)
         .where(Job.group_id == group_id, Job.status == JobStatus.NEW)
@@ -262,7 +256,7 @@ def reap(cp: ControlPlane) -> int:
         cp.observer.on_job_status(event_of(fresh))
         cp.notifier.wake(job_topic(job.id))
         if fresh.status == JobStatus.NEW:
-            cp.notifier.wake(group_topic(fresh.group_id))
+            cp.notifier.wake(group_topic(fresh.group_name))
     return handled
 
 
@@ -297,5 +291,3 @@ def snapshot(cp: ControlPlane) -> list[GroupSnapshot]:
         )
     return out
 
-
-group_id_of = _group_id

@@ -139,7 +139,7 @@ def create(
         )
         s.add(job)
         s.commit()
-    cp.notifier.wake(group_topic(job.group_id))
+    cp.notifier.wake(group_topic(job.group_name))
     cp.observer.on_job_status(event_of(job))
     return view(job)
 

@@ -79,8 +79,8 @@ class Notifier:
             self._thread.join(timeout=3)
 
 
-def group_topic(group_id: int) -> str:
-    return f"g:{group_id}"
+def group_topic(group: str) -> str:
+    return f"g:{group}"
 
 
 def job_topic(job_id: str) -> str:
