@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -50,16 +51,24 @@ async def _wait_for(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    first = True
     while True:
         event = cp.notifier.event(topic)
-        if request is not None and await request.is_disconnected():
+        # (A client that has just connected is there; after a wait, look again.)
+        if request is not None and not first and await request.is_disconnected():
             return None
+        first = False
         result = await run_in_threadpool(check)
         remaining = deadline - loop.time()
         if result or remaining <= 0:
             return result
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=min(remaining, RECHECK_S))
+
+
+def _json(model: BaseModel) -> Response:
+    """Serialise an already-validated model once (the hot agent routes skip FastAPI's re-validation)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRouter:
@@ -111,11 +120,12 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
             key = secrets.regenerate_key(s, cp.data_dir, which)
         return {"which": which, "registration_key": key}
 
-    @r.post("/jobs", tags=["jobs"], status_code=201)
-    def create_job(body: JobBody, request: Request) -> dict[str, Any]:
+    @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any])
+    def create_job(body: JobBody, request: Request) -> Response:
         # A caller's W3C traceparent makes the job's trace a child of the caller's.
-        return jobs.create(cp, body.runbook, body.run_on, body.params, body.timeout_s,
-                           request.headers.get("traceparent"))
+        job = jobs.create(cp, body.runbook, body.run_on, body.params, body.timeout_s,
+                          request.headers.get("traceparent"))
+        return Response(orjson.dumps(job), status_code=201, media_type="application/json")
 
     @r.get("/jobs", tags=["jobs"])
     def list_jobs(
@@ -174,26 +184,26 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         workers.deregister(cp, identity)
         return Response(status_code=204)
 
-    @r.post(c.AGENT_POLL, response_model=None)
+    @r.post(c.AGENT_POLL, response_model=c.JobAssignment, responses={204: {"description": "no job in the hold time"}})
     async def poll(
         request: Request,
         wait: float = Query(cp.poll_hold_s, ge=0, le=60, description="hold the request up to this long"),
         identity: WorkerIdentity = Depends(require_worker),
-    ) -> c.JobAssignment | Response:
+    ) -> Response:
         def check() -> c.JobAssignment | None:
             return dispatch.claim(cp, identity)
 
         job = await _wait_for(cp, group_topic(identity.group), wait, check, request)
         cp.observer.on_poll(identity, job is not None)
-        return job if job is not None else Response(status_code=204)
+        return _json(job) if job is not None else Response(status_code=204)
 
-    @r.post(c.AGENT_LEASE)
-    def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> c.LeaseResponse:
-        return dispatch.renew(cp, identity, job_id)
+    @r.post(c.AGENT_LEASE, response_model=c.LeaseResponse)
+    def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> Response:
+        return _json(dispatch.renew(cp, identity, job_id))
 
-    @r.post(c.AGENT_EVENTS)
-    def events(job_id: str, batch: c.EventBatch, identity: WorkerIdentity = Depends(require_worker)) -> c.EventAck:
-        return dispatch.apply_events(cp, identity, job_id, batch)
+    @r.post(c.AGENT_EVENTS, response_model=c.EventAck)
+    def events(job_id: str, batch: c.EventBatch, identity: WorkerIdentity = Depends(require_worker)) -> Response:
+        return _json(dispatch.apply_events(cp, identity, job_id, batch))
 
     return r
 

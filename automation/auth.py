@@ -37,7 +37,8 @@ def worker_dependency(cp: ControlPlane) -> Callable[..., object]:
     async def require_worker(
         request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> WorkerIdentity:
-        identity = await run_in_threadpool(workers.authenticate, cp, _token(creds))
+        token = _token(creds)
+        identity = workers.cached_identity(token) or await run_in_threadpool(workers.authenticate, cp, token)
         request.state.worker = identity
         return identity
 

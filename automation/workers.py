@@ -88,6 +88,20 @@ _auth_cache: dict[str, tuple[WorkerIdentity, float]] = {}
 _last_seen: dict[str, float] = {}
 
 
+def cached_identity(token: str) -> WorkerIdentity | None:
+    """The identity for `token` when no store access is due (cached, last-seen fresh); else None.
+
+    Lets the event loop answer the common case without a thread hop.
+    """
+    hit = _auth_cache.get(secrets.digest(token))
+    now = time.monotonic()
+    if hit is None or now - hit[1] >= _AUTH_CACHE_TTL_S:
+        return None
+    if now - _last_seen.get(hit[0].worker_id, 0.0) > _LAST_SEEN_EVERY.total_seconds():
+        return None
+    return hit[0]
+
+
 def authenticate(cp: ControlPlane, token: str) -> WorkerIdentity:
     worker_id, _, secret = token.partition(".")
     if not worker_id or not secret:
