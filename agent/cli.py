@@ -181,9 +181,7 @@ def run(
     poll_hold: Annotated[
         float, typer.Option("--poll-hold", min=0, max=28, help="How long the server may hold a poll.")
     ] = 25.0,
-    otel: Annotated[
-        bool, typer.Option("--otel/--no-otel", help="Export job spans and metrics over OTLP.")
-    ] = True,
+    otel: Annotated[bool, typer.Option("--otel/--no-otel", help="Export job spans and metrics over OTLP.")] = True,
     otlp_endpoint: Annotated[
         str | None,
         typer.Option("--otlp-endpoint", help="OTLP/HTTP endpoint for spans and metrics (default: the server)."),

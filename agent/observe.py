@@ -28,8 +28,9 @@ class JobMetrics:
         meter = meter_provider.get_meter("outpost.agent")
         self.group = group
         self.jobs = meter.create_counter("outpost.agent.jobs", unit="{job}", description="Jobs run by this worker")
-        self.duration = meter.create_histogram("outpost.agent.job.duration", unit="s",
-                                               description="Runbook process run time on this worker")
+        self.duration = meter.create_histogram(
+            "outpost.agent.job.duration", unit="s", description="Runbook process run time on this worker"
+        )
 
     def record(self, job: JobAssignment, status: JobStatus, seconds: float) -> None:
         attrs = {"runbook": job.runbook, "status": status.value, "group": self.group}
@@ -41,8 +42,12 @@ class JobMetrics:
 def job_span(tracer: Any, job: JobAssignment, worker: str) -> Iterator[Any]:
     tracer = tracer or trace.NoOpTracer()
     parent = _propagator.extract({"traceparent": job.traceparent}) if job.traceparent else None
-    attrs = {"outpost.job.id": job.job_id, "outpost.runbook": job.runbook, "outpost.worker": worker,
-             "outpost.activation": job.activation}
+    attrs = {
+        "outpost.job.id": job.job_id,
+        "outpost.runbook": job.runbook,
+        "outpost.worker": worker,
+        "outpost.activation": job.activation,
+    }
     with tracer.start_as_current_span("job run", context=parent, kind=SpanKind.CONSUMER, attributes=attrs) as span:
         yield span
 

@@ -199,8 +199,9 @@ def resolve_python3() -> str:
     if found is None:
         return sys.executable
     try:
-        out = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
-                             timeout=30, check=True).stdout.strip()
+        out = subprocess.run(
+            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return found
     return out if out and os.path.isabs(out) else found

@@ -130,13 +130,15 @@ class HeartbeatSender:
     def make_row(self, now: datetime | None = None) -> dict[str, Any]:
         t = now or datetime.now(UTC)
         row = {k: v for k, v in self._machine.items() if k != "Hostname"}
-        row.update({
-            "TimeGenerated": t.isoformat().replace("+00:00", "Z"),
-            "Computer": self.worker_name,
-            "SourceComputerId": self.source_computer_id,
-            "WorkerGroup_s": self.group,
-            "HeartbeatId": str(uuid.uuid4()),
-        })
+        row.update(
+            {
+                "TimeGenerated": t.isoformat().replace("+00:00", "Z"),
+                "Computer": self.worker_name,
+                "SourceComputerId": self.source_computer_id,
+                "WorkerGroup_s": self.group,
+                "HeartbeatId": str(uuid.uuid4()),
+            }
+        )
         return row
 
     # -- buffer ------------------------------------------------------------------
@@ -187,7 +189,9 @@ class HeartbeatSender:
             batch = rows[:MAX_BATCH]
             try:
                 request(
-                    self.client, "POST", contract.AGENT_HEARTBEAT,
+                    self.client,
+                    "POST",
+                    contract.AGENT_HEARTBEAT,
                     json={"rows": batch, "sent_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")},
                 )
             except ApiError as exc:
@@ -248,9 +252,14 @@ def _resource(service_name: str, worker: str | None) -> Any:
     return Resource.create(attrs)
 
 
-def agent_tracer_provider(otlp_endpoint: str | None, *, service_name: str = "outpost-agent",
-                          headers: dict[str, str] | None = None, worker: str | None = None,
-                          ca_file: str | None = None) -> Any:
+def agent_tracer_provider(
+    otlp_endpoint: str | None,
+    *,
+    service_name: str = "outpost-agent",
+    headers: dict[str, str] | None = None,
+    worker: str | None = None,
+    ca_file: str | None = None,
+) -> Any:
     """A TracerProvider exporting over OTLP/HTTP to *otlp_endpoint* (the server URL, or any collector).
 
     Returns None when no endpoint is given. Imported lazily: OpenTelemetry stays off the import path
@@ -263,15 +272,22 @@ def agent_tracer_provider(otlp_endpoint: str | None, *, service_name: str = "out
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=_resource(service_name, worker))
-    exporter = OTLPSpanExporter(endpoint=_otlp_url(otlp_endpoint, "traces"), headers=headers or {},
-                                certificate_file=ca_file)
+    exporter = OTLPSpanExporter(
+        endpoint=_otlp_url(otlp_endpoint, "traces"), headers=headers or {}, certificate_file=ca_file
+    )
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
     return provider
 
 
-def agent_meter_provider(otlp_endpoint: str | None, *, interval_s: float = 60.0, service_name: str = "outpost-agent",
-                         headers: dict[str, str] | None = None, worker: str | None = None,
-                         ca_file: str | None = None) -> Any:
+def agent_meter_provider(
+    otlp_endpoint: str | None,
+    *,
+    interval_s: float = 60.0,
+    service_name: str = "outpost-agent",
+    headers: dict[str, str] | None = None,
+    worker: str | None = None,
+    ca_file: str | None = None,
+) -> Any:
     """A MeterProvider exporting the agent's job metrics over OTLP/HTTP every *interval_s*."""
     if not otlp_endpoint:
         return None
@@ -279,7 +295,8 @@ def agent_meter_provider(otlp_endpoint: str | None, *, interval_s: float = 60.0,
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    exporter = OTLPMetricExporter(endpoint=_otlp_url(otlp_endpoint, "metrics"), headers=headers or {},
-                                  certificate_file=ca_file)
+    exporter = OTLPMetricExporter(
+        endpoint=_otlp_url(otlp_endpoint, "metrics"), headers=headers or {}, certificate_file=ca_file
+    )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_s * 1000))
     return MeterProvider(resource=_resource(service_name, worker), metric_readers=[reader])

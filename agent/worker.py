@@ -99,8 +99,10 @@ class Agent:
         own = urlsplit(endpoint)[:2] == urlsplit(reg.url)[:2]  # same scheme and host:port
         headers = {"Authorization": f"Bearer {self._credential}"} if own else None
         common = {"headers": headers, "worker": reg.name, "ca_file": reg.ca_file if own else None}
-        return (agent_tracer_provider(endpoint, **common),
-                agent_meter_provider(endpoint, interval_s=options.metrics_interval_s, **common))
+        return (
+            agent_tracer_provider(endpoint, **common),
+            agent_meter_provider(endpoint, interval_s=options.metrics_interval_s, **common),
+        )
 
     @staticmethod
     def _trusted_keys(state: AgentState, options: AgentOptions) -> Path | None:

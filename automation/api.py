@@ -123,8 +123,9 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
     @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any])
     def create_job(body: JobBody, request: Request) -> Response:
         # A caller's W3C traceparent makes the job's trace a child of the caller's.
-        job = jobs.create(cp, body.runbook, body.run_on, body.params, body.timeout_s,
-                          request.headers.get("traceparent"))
+        job = jobs.create(
+            cp, body.runbook, body.run_on, body.params, body.timeout_s, request.headers.get("traceparent")
+        )
         return Response(orjson.dumps(job), status_code=201, media_type="application/json")
 
     @r.get("/jobs", tags=["jobs"])

@@ -290,4 +290,3 @@ def snapshot(cp: ControlPlane) -> list[GroupSnapshot]:
             )
         )
     return out
-

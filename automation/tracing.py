@@ -27,6 +27,8 @@ _tracer: trace.Tracer = trace.NoOpTracer()
 def use(provider: trace.TracerProvider) -> None:
     global _tracer
     _tracer = provider.get_tracer("outpost.control-plane")
+
+
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -38,7 +40,9 @@ def job_created(job_id: str, runbook: str, group: str, parent: str | None = None
     """Record the `job create` span (under the caller's trace, if it sent one); return its traceparent."""
     ctx = _propagator.extract({"traceparent": parent}) if parent else None
     with _tracer.start_as_current_span(
-        "job create", context=ctx, kind=SpanKind.SERVER,
+        "job create",
+        context=ctx,
+        kind=SpanKind.SERVER,
         attributes={"outpost.job.id": job_id, "outpost.runbook": runbook, "outpost.group": group},
     ):
         carrier: dict[str, str] = {}
@@ -46,13 +50,17 @@ def job_created(job_id: str, runbook: str, group: str, parent: str | None = None
     return carrier.get("traceparent")
 
 
-def job_claimed(traceparent: str | None, job_id: str, worker: str, created_at: datetime, claimed_at: datetime,
-                activation: int) -> None:
+def job_claimed(
+    traceparent: str | None, job_id: str, worker: str, created_at: datetime, claimed_at: datetime, activation: int
+) -> None:
     if not traceparent:
         return
     ctx = _propagator.extract({"traceparent": traceparent})
     span = _tracer.start_span(
-        "job queued", context=ctx, kind=SpanKind.CONSUMER, start_time=_ns(created_at),
+        "job queued",
+        context=ctx,
+        kind=SpanKind.CONSUMER,
+        start_time=_ns(created_at),
         attributes={"outpost.job.id": job_id, "outpost.worker": worker, "outpost.activation": activation},
     )
     span.end(end_time=_ns(claimed_at))

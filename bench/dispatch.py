@@ -72,8 +72,9 @@ def latency_round(client: httpx.Client, runbook: str, jobs: int, gap_s: float = 
     """Jobs arriving one by one (not a backlog): what a waiting worker's pick-up costs."""
     ids = []
     for i in range(jobs):
-        r = client.post("/api/v1/jobs", json={"runbook": runbook, "run_on": "bench",
-                                              "params": [{"name": None, "value": str(i)}]})
+        r = client.post(
+            "/api/v1/jobs", json={"runbook": runbook, "run_on": "bench", "params": [{"name": None, "value": str(i)}]}
+        )
         ids.append(r.json()["id"])
         time.sleep(gap_s)
     _wait_all(client, runbook, ids)
@@ -86,8 +87,9 @@ def throughput_round(client: httpx.Client, runbook: str, jobs: int, submitters: 
     """A burst of jobs: created as fast as 8 clients can, completed by the workers."""
 
     def submit(i: int) -> str:
-        r = client.post("/api/v1/jobs", json={"runbook": runbook, "run_on": "bench",
-                                              "params": [{"name": None, "value": str(i)}]})
+        r = client.post(
+            "/api/v1/jobs", json={"runbook": runbook, "run_on": "bench", "params": [{"name": None, "value": str(i)}]}
+        )
         r.raise_for_status()
         return r.json()["id"]
 
@@ -105,8 +107,10 @@ def baseline_round(client: httpx.Client, runbook: str, jobs: int) -> dict[str, f
     """Jobs spread over time, picked up by workers that poll every 30 s."""
     latencies = []
     for i in range(jobs):
-        r = client.post("/api/v1/jobs", json={"runbook": runbook, "run_on": "bench-azure",
-                                              "params": [{"name": None, "value": str(i)}]})
+        r = client.post(
+            "/api/v1/jobs",
+            json={"runbook": runbook, "run_on": "bench-azure", "params": [{"name": None, "value": str(i)}]},
+        )
         job_id = r.json()["id"]
 
         def completed(job_id: str = job_id) -> dict | None:
@@ -133,13 +137,23 @@ def bench_backend(backend: str, args: argparse.Namespace, root: Path) -> None:
     agents: list[Agent] = []
     try:
         for i in range(args.workers):
-            a = Agent(server, root / f"{backend}-w{i}", "bench", f"{backend}-w{i}",
-                      ["--concurrency", str(args.concurrency), "--log-level", "warning"])
+            a = Agent(
+                server,
+                root / f"{backend}-w{i}",
+                "bench",
+                f"{backend}-w{i}",
+                ["--concurrency", str(args.concurrency), "--log-level", "warning"],
+            )
             a.register()
             agents.append(a.start())
         for i in range(2):
-            a = Agent(server, root / f"{backend}-az{i}", "bench-azure", f"{backend}-az{i}",
-                      ["--poll-hold", "0", "--poll-interval", "30", "--log-level", "warning"])
+            a = Agent(
+                server,
+                root / f"{backend}-az{i}",
+                "bench-azure",
+                f"{backend}-az{i}",
+                ["--poll-hold", "0", "--poll-interval", "30", "--log-level", "warning"],
+            )
             a.register()
             agents.append(a.start())
         with server.client() as c:
@@ -156,15 +170,21 @@ def bench_backend(backend: str, args: argparse.Namespace, root: Path) -> None:
                 lat = latency_round(c, name, args.latency_jobs)
                 thr = throughput_round(c, name, args.jobs)
                 results[name] = lat
-                print(f"{name:8} latency p50 {lat['p50_ms']:6.1f} ms  p99 {lat['p99_ms']:6.1f} ms "
-                      f"({args.latency_jobs} jobs, one every 50 ms);  {thr['jobs_per_s']:6.1f} jobs/s "
-                      f"({args.jobs}-job burst);  duplicates {int(lat['duplicates'] + thr['duplicates'])}")
+                print(
+                    f"{name:8} latency p50 {lat['p50_ms']:6.1f} ms  p99 {lat['p99_ms']:6.1f} ms "
+                    f"({args.latency_jobs} jobs, one every 50 ms);  {thr['jobs_per_s']:6.1f} jobs/s "
+                    f"({args.jobs}-job burst);  duplicates {int(lat['duplicates'] + thr['duplicates'])}"
+                )
             if args.baseline_jobs:
                 base = baseline_round(c, "bash", args.baseline_jobs)
-                print(f"baseline (30 s interval polling, {args.baseline_jobs} bash jobs): p50 {base['p50_ms']:.0f} ms"
-                      f"  p99 {base['p99_ms']:.0f} ms")
-                print(f"ratio baseline/long-poll latency: p50 x{base['p50_ms'] / results['bash']['p50_ms']:.0f}"
-                      f"  p99 x{base['p99_ms'] / results['bash']['p99_ms']:.0f}")
+                print(
+                    f"baseline (30 s interval polling, {args.baseline_jobs} bash jobs): p50 {base['p50_ms']:.0f} ms"
+                    f"  p99 {base['p99_ms']:.0f} ms"
+                )
+                print(
+                    f"ratio baseline/long-poll latency: p50 x{base['p50_ms'] / results['bash']['p50_ms']:.0f}"
+                    f"  p99 x{base['p99_ms'] / results['bash']['p99_ms']:.0f}"
+                )
     finally:
         for a in agents:
             a.stop()

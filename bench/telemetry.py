@@ -109,9 +109,16 @@ def bench_ingest(seconds: float, batch: int, clients: int) -> tuple[float, float
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("benchmark server did not start") from None
                 time.sleep(0.1)
-        template = {"OSType": "Linux", "OSName": "Ubuntu", "OSMajorVersion": "22",
-                    "OSMinorVersion": "04", "Version": "0.1.0", "ComputerIP": "10.0.0.1",
-                    "SourceComputerId": str(uuid.uuid4()), "Category": "Direct Agent"}
+        template = {
+            "OSType": "Linux",
+            "OSName": "Ubuntu",
+            "OSMajorVersion": "22",
+            "OSMinorVersion": "04",
+            "Version": "0.1.0",
+            "ComputerIP": "10.0.0.1",
+            "SourceComputerId": str(uuid.uuid4()),
+            "Category": "Direct Agent",
+        }
         start = datetime.now(UTC)
         made = [0]
 
@@ -120,8 +127,14 @@ def bench_ingest(seconds: float, batch: int, clients: int) -> tuple[float, float
             # time to parse; and the collector's dedupe memory forgets older times first, as in real life).
             k = made[0]
             made[0] += batch
-            rows = [{**template, "TimeGenerated": (start + timedelta(microseconds=k + i)).isoformat(),
-                     "HeartbeatId": uuid.uuid4().hex} for i in range(batch)]
+            rows = [
+                {
+                    **template,
+                    "TimeGenerated": (start + timedelta(microseconds=k + i)).isoformat(),
+                    "HeartbeatId": uuid.uuid4().hex,
+                }
+                for i in range(batch)
+            ]
             return json.dumps({"rows": rows}).encode()
 
         # Prepared outside the timed loop (fresh HeartbeatIds: a re-sent body would be deduplicated),
@@ -136,8 +149,11 @@ def bench_ingest(seconds: float, batch: int, clients: int) -> tuple[float, float
         errors: list[str] = []
 
         def client(i: int) -> None:
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}",
-                                                     "Content-Type": "application/json"}, timeout=60) as c:
+            with httpx.Client(
+                base_url=url,
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                timeout=60,
+            ) as c:
                 k = 0
                 while time.monotonic() < stop_at:
                     payload = bodies[i][k] if k < len(bodies[i]) else body()
@@ -196,15 +212,19 @@ def bench_queries(n_rows: int, workers: int) -> list[tuple[str, float, float]]:
     sqlite_path = data / "baseline.sqlite"
     lite = sqlite3.connect(sqlite_path)
     lite.execute("PRAGMA journal_mode=WAL")
-    lite.execute("CREATE TABLE Heartbeat (TimeGenerated TEXT, Computer TEXT, Category TEXT, OSType TEXT, "
-                 "HeartbeatId TEXT)")
+    lite.execute(
+        "CREATE TABLE Heartbeat (TimeGenerated TEXT, Computer TEXT, Category TEXT, OSType TEXT, HeartbeatId TEXT)"
+    )
     t0 = time.monotonic()
     for times, computers, ids in generate(n_rows, workers, 500_000):
         n = len(times)
         collector.store._insert_columns(  # the collector's columnar path, without the HTTP layer
-            "Heartbeat", _columns(times, computers, ids, n), n)
-        lite.executemany("INSERT INTO Heartbeat VALUES (?, ?, 'Direct Agent', 'Linux', ?)",
-                         zip((t.isoformat(sep=" ") for t in times), computers, ids, strict=True))
+            "Heartbeat", _columns(times, computers, ids, n), n
+        )
+        lite.executemany(
+            "INSERT INTO Heartbeat VALUES (?, ?, 'Direct Agent', 'Linux', ?)",
+            zip((t.isoformat(sep=" ") for t in times), computers, ids, strict=True),
+        )
     lite.execute("CREATE INDEX hb_time ON Heartbeat (TimeGenerated)")
     lite.execute("CREATE INDEX hb_computer_time ON Heartbeat (Computer, TimeGenerated)")
     lite.commit()
@@ -213,8 +233,10 @@ def bench_queries(n_rows: int, workers: int) -> list[tuple[str, float, float]]:
 
     results = []
     now = datetime.now(UTC).replace(tzinfo=None)
-    params = {"stale workers": (now - timedelta(minutes=5)).isoformat(sep=" "),
-              "hourly count (1 day)": (now - timedelta(days=1)).isoformat(sep=" ")}
+    params = {
+        "stale workers": (now - timedelta(minutes=5)).isoformat(sep=" "),
+        "hourly count (1 day)": (now - timedelta(days=1)).isoformat(sep=" "),
+    }
     for name, (kql_text, sql) in QUERIES.items():
         collector.query(kql_text)  # warm
         duck = min(_timed(lambda q=kql_text: collector.query(q)) for _ in range(3))
@@ -229,8 +251,15 @@ def bench_queries(n_rows: int, workers: int) -> list[tuple[str, float, float]]:
 def _columns(times: list, computers: list, ids: list, n: int) -> list[list]:
     from telemetry.store import HEARTBEAT_COLUMNS
 
-    fixed = {"Category": "Direct Agent", "OSType": "Linux", "OSName": "Ubuntu", "Type": "Heartbeat",
-             "ComputerEnvironment": "Non-Azure", "WorkerGroup_s": "bench", "Version": "0.1.0"}
+    fixed = {
+        "Category": "Direct Agent",
+        "OSType": "Linux",
+        "OSName": "Ubuntu",
+        "Type": "Heartbeat",
+        "ComputerEnvironment": "Non-Azure",
+        "WorkerGroup_s": "bench",
+        "Version": "0.1.0",
+    }
     received = datetime.now(UTC).replace(tzinfo=None)
     out = []
     for name, _ in HEARTBEAT_COLUMNS:
@@ -267,11 +296,17 @@ def main() -> None:
         return
     print(f"outpost telemetry benchmark ({os.cpu_count()} CPUs)", flush=True)
     rate, server_rss, cpu_us = bench_ingest(args.seconds, args.batch, args.clients)
-    print(f"heartbeat ingest over HTTP: {rate:,.0f} rows/s (batches of {args.batch}, {args.clients} clients;"
-          f" target >= 50,000; server RSS {server_rss:.0f} MB; server CPU {cpu_us:.1f} us/row)", flush=True)
+    print(
+        f"heartbeat ingest over HTTP: {rate:,.0f} rows/s (batches of {args.batch}, {args.clients} clients;"
+        f" target >= 50,000; server RSS {server_rss:.0f} MB; server CPU {cpu_us:.1f} us/row)",
+        flush=True,
+    )
     for name, duck, lite in bench_queries(args.rows, args.workers):
-        print(f"{name:>22}: DuckDB+KQL {duck * 1000:7.1f} ms   SQLite {lite * 1000:8.1f} ms   "
-              f"ratio {lite / duck:5.1f}x faster   (target <= 500 ms)", flush=True)
+        print(
+            f"{name:>22}: DuckDB+KQL {duck * 1000:7.1f} ms   SQLite {lite * 1000:8.1f} ms   "
+            f"ratio {lite / duck:5.1f}x faster   (target <= 500 ms)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -53,33 +53,74 @@ def v1_response(columns: list[tuple[str, str]], rows: list[list[Any]]) -> dict[s
     return {"Tables": [v1_table("Table_0", columns, rows)]}
 
 
-def v2_response(columns: list[tuple[str, str]], rows: list[list[Any]], *, truncated: bool = False,
-                request_id: str | None = None) -> list[dict[str, Any]]:
+def v2_response(
+    columns: list[tuple[str, str]], rows: list[list[Any]], *, truncated: bool = False, request_id: str | None = None
+) -> list[dict[str, Any]]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    completion_rows = [[now, 4, "Info", "QueryInfo", json.dumps({"Count": 1, "Text": "Query completed successfully"}),
-                        request_id or str(uuid.uuid4())]]
+    completion_rows = [
+        [
+            now,
+            4,
+            "Info",
+            "QueryInfo",
+            json.dumps({"Count": 1, "Text": "Query completed successfully"}),
+            request_id or str(uuid.uuid4()),
+        ]
+    ]
     if truncated:
-        completion_rows.append([now, 3, "Warning", "QueryWarning",
-                                json.dumps({"Text": "Query result set has exceeded the internal record count limit"}),
-                                request_id or ""])
+        completion_rows.append(
+            [
+                now,
+                3,
+                "Warning",
+                "QueryWarning",
+                json.dumps({"Text": "Query result set has exceeded the internal record count limit"}),
+                request_id or "",
+            ]
+        )
     return [
-        {"FrameType": "DataSetHeader", "IsProgressive": False, "Version": "v2.0", "IsFragmented": False,
-         "ErrorReportingPlacement": "EndOfTable"},
-        {"FrameType": "DataTable", "TableId": 0, "TableKind": "QueryProperties", "TableName": "@ExtendedProperties",
-         "Columns": [{"ColumnName": "TableId", "ColumnType": "int"}, {"ColumnName": "Key", "ColumnType": "string"},
-                     {"ColumnName": "Value", "ColumnType": "dynamic"}],
-         "Rows": [[1, "Visualization", {"Visualization": None}]]},
-        {"FrameType": "DataTable", "TableId": 1, "TableKind": "PrimaryResult", "TableName": "PrimaryResult",
-         "Columns": [{"ColumnName": n, "ColumnType": t} for n, t in columns], "Rows": rows},
-        {"FrameType": "DataTable", "TableId": 2, "TableKind": "QueryCompletionInformation",
-         "TableName": "QueryCompletionInformation",
-         "Columns": [{"ColumnName": "Timestamp", "ColumnType": "datetime"},
-                     {"ColumnName": "Level", "ColumnType": "int"},
-                     {"ColumnName": "LevelName", "ColumnType": "string"},
-                     {"ColumnName": "EventTypeName", "ColumnType": "string"},
-                     {"ColumnName": "Payload", "ColumnType": "string"},
-                     {"ColumnName": "ClientRequestId", "ColumnType": "string"}],
-         "Rows": completion_rows},
+        {
+            "FrameType": "DataSetHeader",
+            "IsProgressive": False,
+            "Version": "v2.0",
+            "IsFragmented": False,
+            "ErrorReportingPlacement": "EndOfTable",
+        },
+        {
+            "FrameType": "DataTable",
+            "TableId": 0,
+            "TableKind": "QueryProperties",
+            "TableName": "@ExtendedProperties",
+            "Columns": [
+                {"ColumnName": "TableId", "ColumnType": "int"},
+                {"ColumnName": "Key", "ColumnType": "string"},
+                {"ColumnName": "Value", "ColumnType": "dynamic"},
+            ],
+            "Rows": [[1, "Visualization", {"Visualization": None}]],
+        },
+        {
+            "FrameType": "DataTable",
+            "TableId": 1,
+            "TableKind": "PrimaryResult",
+            "TableName": "PrimaryResult",
+            "Columns": [{"ColumnName": n, "ColumnType": t} for n, t in columns],
+            "Rows": rows,
+        },
+        {
+            "FrameType": "DataTable",
+            "TableId": 2,
+            "TableKind": "QueryCompletionInformation",
+            "TableName": "QueryCompletionInformation",
+            "Columns": [
+                {"ColumnName": "Timestamp", "ColumnType": "datetime"},
+                {"ColumnName": "Level", "ColumnType": "int"},
+                {"ColumnName": "LevelName", "ColumnType": "string"},
+                {"ColumnName": "EventTypeName", "ColumnType": "string"},
+                {"ColumnName": "Payload", "ColumnType": "string"},
+                {"ColumnName": "ClientRequestId", "ColumnType": "string"},
+            ],
+            "Rows": completion_rows,
+        },
         {"FrameType": "DataSetCompletion", "HasErrors": False, "Cancelled": False},
     ]
 
@@ -131,30 +172,70 @@ def mgmt(command: str, tables: dict[str, list[tuple[str, str]]]) -> tuple[list[t
     text = re.sub(r"\s+", " ", command.strip()).rstrip(";").strip()
     low = text.lower()
     if low == ".show tables" or low.startswith(".show tables "):
-        return ([("TableName", "string"), ("DatabaseName", "string"), ("Folder", "string"), ("DocString", "string")],
-                [[t, DATABASE, "", ""] for t in tables])
+        return (
+            [("TableName", "string"), ("DatabaseName", "string"), ("Folder", "string"), ("DocString", "string")],
+            [[t, DATABASE, "", ""] for t in tables],
+        )
     if low == ".show databases":
-        return ([("DatabaseName", "string"), ("PersistentStorage", "string"), ("Version", "string"),
-                 ("IsCurrent", "bool"), ("DatabaseAccessMode", "string"), ("PrettyName", "string"),
-                 ("ReservedSlot1", "bool"), ("DatabaseId", "guid"), ("InTransitionTo", "string")],
-                [[DATABASE, "duckdb", "v1.0", True, "ReadOnly", DATABASE, None,
-                  "00000000-0000-0000-0000-000000000001", ""]])
+        return (
+            [
+                ("DatabaseName", "string"),
+                ("PersistentStorage", "string"),
+                ("Version", "string"),
+                ("IsCurrent", "bool"),
+                ("DatabaseAccessMode", "string"),
+                ("PrettyName", "string"),
+                ("ReservedSlot1", "bool"),
+                ("DatabaseId", "guid"),
+                ("InTransitionTo", "string"),
+            ],
+            [
+                [
+                    DATABASE,
+                    "duckdb",
+                    "v1.0",
+                    True,
+                    "ReadOnly",
+                    DATABASE,
+                    None,
+                    "00000000-0000-0000-0000-000000000001",
+                    "",
+                ]
+            ],
+        )
     if low == ".show version":
-        return ([("BuildVersion", "string"), ("BuildTime", "datetime"), ("ServiceType", "string"),
-                 ("ProductVersion", "string"), ("ServiceOffering", "string")],
-                [[__version__, None, "Engine", f"Outpost {__version__}", json.dumps({"Type": "Outpost"})]])
+        return (
+            [
+                ("BuildVersion", "string"),
+                ("BuildTime", "datetime"),
+                ("ServiceType", "string"),
+                ("ProductVersion", "string"),
+                ("ServiceOffering", "string"),
+            ],
+            [[__version__, None, "Engine", f"Outpost {__version__}", json.dumps({"Type": "Outpost"})]],
+        )
     if re.fullmatch(r"\.show databases schema as json", low) or re.fullmatch(
         r"\.show database (\[?['\"]?\w+['\"]?\]?) schema as json", low
     ):
         doc = {"Databases": {DATABASE: schema_json(tables)}}
         return [("DatabaseSchema", "string")], [[json.dumps(doc)]]
     if low == ".show functions":
-        return ([("Name", "string"), ("Parameters", "string"), ("Body", "string"), ("Folder", "string"),
-                 ("DocString", "string")], [])
+        return (
+            [
+                ("Name", "string"),
+                ("Parameters", "string"),
+                ("Body", "string"),
+                ("Folder", "string"),
+                ("DocString", "string"),
+            ],
+            [],
+        )
     if re.fullmatch(r"\.show (database )?\w* ?schema", low) or low.startswith(".show table"):
         rows = [[t, c, kql.kusto_type(d), DATABASE] for t, spec in tables.items() for c, d in spec]
-        return ([("TableName", "string"), ("ColumnName", "string"), ("ColumnType", "string"),
-                 ("DatabaseName", "string")], rows)
+        return (
+            [("TableName", "string"), ("ColumnName", "string"), ("ColumnType", "string"), ("DatabaseName", "string")],
+            rows,
+        )
     raise MgmtError(
         f"unsupported management command {text.split(' ')[0:2]!r}: Outpost answers .show tables, .show databases, "
         ".show version, .show databases schema as json, .show functions"

@@ -144,26 +144,36 @@ def span_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
                     reason = "spans need a 16-byte trace_id, an 8-byte span_id and a start time"
                     continue
                 start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
-                rows.append({
-                    "TimeGenerated": _time(start),
-                    "EndTime": _time(end),
-                    "DurationMs": (end - start) / 1e6 if end >= start else None,
-                    "TraceId": sp.trace_id.hex(),
-                    "SpanId": sp.span_id.hex(),
-                    "ParentSpanId": sp.parent_span_id.hex() if sp.parent_span_id else None,
-                    "Name": sp.name,
-                    "Kind": SPAN_KINDS.get(sp.kind, str(sp.kind)),
-                    "StatusCode": STATUS_CODES.get(sp.status.code, str(sp.status.code)),
-                    "StatusMessage": sp.status.message or None,
-                    "ServiceName": service,
-                    "ScopeName": ss.scope.name or None,
-                    "Attributes": attributes(sp.attributes),
-                    "ResourceAttributes": res,
-                    "Events": [{"Name": e.name, "Time": _iso(e.time_unix_nano), "Attributes": attributes(e.attributes)}
-                               for e in sp.events],
-                    "Links": [{"TraceId": ln.trace_id.hex(), "SpanId": ln.span_id.hex(),
-                               "Attributes": attributes(ln.attributes)} for ln in sp.links],
-                })
+                rows.append(
+                    {
+                        "TimeGenerated": _time(start),
+                        "EndTime": _time(end),
+                        "DurationMs": (end - start) / 1e6 if end >= start else None,
+                        "TraceId": sp.trace_id.hex(),
+                        "SpanId": sp.span_id.hex(),
+                        "ParentSpanId": sp.parent_span_id.hex() if sp.parent_span_id else None,
+                        "Name": sp.name,
+                        "Kind": SPAN_KINDS.get(sp.kind, str(sp.kind)),
+                        "StatusCode": STATUS_CODES.get(sp.status.code, str(sp.status.code)),
+                        "StatusMessage": sp.status.message or None,
+                        "ServiceName": service,
+                        "ScopeName": ss.scope.name or None,
+                        "Attributes": attributes(sp.attributes),
+                        "ResourceAttributes": res,
+                        "Events": [
+                            {"Name": e.name, "Time": _iso(e.time_unix_nano), "Attributes": attributes(e.attributes)}
+                            for e in sp.events
+                        ],
+                        "Links": [
+                            {
+                                "TraceId": ln.trace_id.hex(),
+                                "SpanId": ln.span_id.hex(),
+                                "Attributes": attributes(ln.attributes),
+                            }
+                            for ln in sp.links
+                        ],
+                    }
+                )
     return rows, rejected, reason
 
 
@@ -180,9 +190,15 @@ def metric_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
         for sm in rm.scope_metrics:
             for m in sm.metrics:
                 kind = m.WhichOneof("data")
-                base = {"Name": m.name, "Description": m.description or None, "Unit": m.unit or None,
-                        "MetricType": kind, "ServiceName": service, "ScopeName": sm.scope.name or None,
-                        "ResourceAttributes": res}
+                base = {
+                    "Name": m.name,
+                    "Description": m.description or None,
+                    "Unit": m.unit or None,
+                    "MetricType": kind,
+                    "ServiceName": service,
+                    "ScopeName": sm.scope.name or None,
+                    "ResourceAttributes": res,
+                }
                 if kind is None:
                     rejected += 1
                     reason = f"metric {m.name!r} has no data"
@@ -194,8 +210,12 @@ def metric_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
                         rejected += 1
                         reason = "data points need time_unix_nano"
                         continue
-                    row = {**base, "TimeGenerated": _time(p.time_unix_nano), "Attributes": attributes(p.attributes),
-                           "Temporality": {1: "delta", 2: "cumulative"}.get(temporality)}
+                    row = {
+                        **base,
+                        "TimeGenerated": _time(p.time_unix_nano),
+                        "Attributes": attributes(p.attributes),
+                        "Temporality": {1: "delta", 2: "cumulative"}.get(temporality),
+                    }
                     if kind in ("gauge", "sum"):
                         row["Value"] = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
                         if kind == "sum":
@@ -225,19 +245,21 @@ def log_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
                     reason = "log records need time_unix_nano or observed_time_unix_nano"
                     continue
                 body = any_value(lr.body) if lr.HasField("body") else None
-                rows.append({
-                    "TimeGenerated": _time(t),
-                    "ObservedTime": _time(lr.observed_time_unix_nano),
-                    "SeverityNumber": lr.severity_number,
-                    "SeverityText": lr.severity_text or None,
-                    "Body": body if isinstance(body, str) or body is None else json.dumps(body),
-                    "TraceId": lr.trace_id.hex() or None,
-                    "SpanId": lr.span_id.hex() or None,
-                    "Attributes": attributes(lr.attributes),
-                    "ServiceName": service,
-                    "ScopeName": sl.scope.name or None,
-                    "ResourceAttributes": res,
-                })
+                rows.append(
+                    {
+                        "TimeGenerated": _time(t),
+                        "ObservedTime": _time(lr.observed_time_unix_nano),
+                        "SeverityNumber": lr.severity_number,
+                        "SeverityText": lr.severity_text or None,
+                        "Body": body if isinstance(body, str) or body is None else json.dumps(body),
+                        "TraceId": lr.trace_id.hex() or None,
+                        "SpanId": lr.span_id.hex() or None,
+                        "Attributes": attributes(lr.attributes),
+                        "ServiceName": service,
+                        "ScopeName": sl.scope.name or None,
+                        "ResourceAttributes": res,
+                    }
+                )
     return rows, rejected, reason
 
 

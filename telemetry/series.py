@@ -100,9 +100,21 @@ def series_fit_2lines(values: Any) -> list[Any]:
     rs, ri, rf, rssr = _fit(ys[k:], k)
     left, right = ys[:k], ys[k:]
     return [
-        _rsquare(ys, ssr), k, _variance(ys), ssr / (n - 1), lf + rf,
-        _rsquare(right, rssr), rs, ri, _variance(right), rssr / max(1, len(right) - 1),
-        _rsquare(left, lssr), ls, li, _variance(left), lssr / max(1, len(left) - 1),
+        _rsquare(ys, ssr),
+        k,
+        _variance(ys),
+        ssr / (n - 1),
+        lf + rf,
+        _rsquare(right, rssr),
+        rs,
+        ri,
+        _variance(right),
+        rssr / max(1, len(right) - 1),
+        _rsquare(left, lssr),
+        ls,
+        li,
+        _variance(left),
+        lssr / max(1, len(left) - 1),
     ]
 
 
@@ -121,8 +133,20 @@ DEFAULT_NAMES: dict[str, list[str]] = {
     "series_stats": ["min", "min_idx", "max", "max_idx", "avg", "variance", "stdev"],
     "series_fit_line": ["rsquare", "slope", "variance", "rvariance", "interception", "line_fit"],
     "series_fit_2lines": [
-        "rsquare", "split_idx", "variance", "rvariance", "line_fit", "right_rsquare", "right_slope",
-        "right_interception", "right_variance", "right_rvariance", "left_rsquare", "left_slope",
-        "left_interception", "left_variance", "left_rvariance",
+        "rsquare",
+        "split_idx",
+        "variance",
+        "rvariance",
+        "line_fit",
+        "right_rsquare",
+        "right_slope",
+        "right_interception",
+        "right_variance",
+        "right_rvariance",
+        "left_rsquare",
+        "left_slope",
+        "left_interception",
+        "left_variance",
+        "left_rvariance",
     ],
 }

@@ -42,8 +42,9 @@ class ControlPlaneWorkerAuth:
     def __init__(self, control_plane_url: str, *, ca_file: str | None = None, timeout_s: float = 10.0) -> None:
         from outpost.http import ssl_context
 
-        self._client = httpx.Client(base_url=control_plane_url.rstrip("/"), timeout=timeout_s,
-                                    verify=ssl_context(ca_file), trust_env=True)
+        self._client = httpx.Client(
+            base_url=control_plane_url.rstrip("/"), timeout=timeout_s, verify=ssl_context(ca_file), trust_env=True
+        )
         self._cache: dict[str, tuple[float, WorkerIdentity | None]] = {}
         self._lock = threading.Lock()
 
@@ -94,18 +95,22 @@ def admin_dependency(token: str | None):  # noqa: ANN201 - a FastAPI dependency
 def collector(
     control_plane_url: Annotated[str, typer.Option("--control-plane-url", help="Verify worker credentials here.")],
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Where telemetry.duckdb lives.")] = Path(
-        "outpost-telemetry"),
+        "outpost-telemetry"
+    ),
     host: Annotated[str, typer.Option("--host")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8081,
-    admin_token: Annotated[str | None, typer.Option("--admin-token", envvar=ENV_TOKEN, show_default=False,
-                                                     help="Bearer that may query.")] = None,
-    query_anonymous: Annotated[bool, typer.Option("--query-anonymous",
-                                                  help="Let loopback clients query without a token.")] = False,
+    admin_token: Annotated[
+        str | None, typer.Option("--admin-token", envvar=ENV_TOKEN, show_default=False, help="Bearer that may query.")
+    ] = None,
+    query_anonymous: Annotated[
+        bool, typer.Option("--query-anonymous", help="Let loopback clients query without a token.")
+    ] = False,
     retention_days: Annotated[int, typer.Option("--retention-days", min=1)] = 30,
     query_timeout: Annotated[float, typer.Option("--query-timeout", min=0.1)] = 30.0,
     stale_after: Annotated[float, typer.Option("--stale-after", min=1)] = 180.0,
-    ca_file: Annotated[str | None, typer.Option("--ca-file", envvar=ENV_CA_FILE,
-                                                help="CA bundle for the control plane.")] = None,
+    ca_file: Annotated[
+        str | None, typer.Option("--ca-file", envvar=ENV_CA_FILE, help="CA bundle for the control plane.")
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
 ) -> None:
@@ -122,8 +127,13 @@ def collector(
         fail("--tls-cert and --tls-key go together", 2)
     if not admin_token and not query_anonymous:
         fail("pass --admin-token (or set OUTPOST_TOKEN) or --query-anonymous, or nobody can query", 2)
-    col = Collector(data_dir, retention_days=retention_days, query_timeout_s=query_timeout,
-                    tls_cert_path=tls_cert, stale_after_s=stale_after)
+    col = Collector(
+        data_dir,
+        retention_days=retention_days,
+        query_timeout_s=query_timeout,
+        tls_cert_path=tls_cert,
+        stale_after_s=stale_after,
+    )
     app = FastAPI(title="Outpost collector", version=__version__)
 
     @app.middleware("http")
@@ -132,14 +142,25 @@ def collector(
         response.headers[contract.SERVICE_HEADER] = __version__
         return response
 
-    app.include_router(build_router(col, require_admin=admin_dependency(admin_token),
-                                    require_worker=ControlPlaneWorkerAuth(control_plane_url, ca_file=ca_file),
-                                    allow_anonymous_query=query_anonymous))
+    app.include_router(
+        build_router(
+            col,
+            require_admin=admin_dependency(admin_token),
+            require_worker=ControlPlaneWorkerAuth(control_plane_url, ca_file=ca_file),
+            allow_anonymous_query=query_anonymous,
+        )
+    )
     col.start()
     scheme = "https" if tls_cert else "http"
     typer.echo(f"outpost collector on {scheme}://{host}:{port} (data in {data_dir})")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning",
-                    ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+        )
     finally:
         col.close()

@@ -39,7 +39,8 @@ class CollectorSpanExporter(SpanExporter):
 
 
 def server_tracer_provider(collector: Collector) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": "outpost-server",
-                                                        "service.version": __version__}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "outpost-server", "service.version": __version__})
+    )
     provider.add_span_processor(BatchSpanProcessor(CollectorSpanExporter(collector), schedule_delay_millis=500))
     return provider

@@ -66,8 +66,13 @@ def server(make_server: Callable[..., Server]) -> Server:
 def make_agent(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     agents: list[Agent] = []
 
-    def make(server: Server, group: str = "g1", name: str | None = None, start: bool = True,
-             run_args: list[str] | None = None) -> Agent:
+    def make(
+        server: Server,
+        group: str = "g1",
+        name: str | None = None,
+        start: bool = True,
+        run_args: list[str] | None = None,
+    ) -> Agent:
         name = name or f"w{len(agents) + 1}"
         agent = Agent(server, tmp_path / f"state-{name}", group, name, run_args)
         agent.register()

@@ -35,17 +35,11 @@ def build() -> dict[str, Any]:
     dash = base(UID, "Outpost / Fleet overview", "Workers, queues and jobs across all worker groups.")
     for var in datasource_variables():
         dash = dash.with_variable(var)
-    dash = dash.with_variable(
-        label_variable("group", "Group", "label_values(outpost_workers, group)", multi=True)
-    )
+    dash = dash.with_variable(label_variable("group", "Group", "label_values(outpost_workers, group)", multi=True))
 
     dash = (
         dash.with_row(row("Workers"))
-        .with_panel(
-            stat_panel(
-                "Workers up", prom(f'sum(outpost_workers{{{G},state="up"}})'), steps=((None, "green"),)
-            )
-        )
+        .with_panel(stat_panel("Workers up", prom(f'sum(outpost_workers{{{G},state="up"}})'), steps=((None, "green"),)))
         .with_panel(
             stat_panel(
                 "Workers down",
@@ -153,17 +147,14 @@ def build() -> dict[str, Any]:
             )
         )
         .with_panel(
-            timeseries_panel(
-                "Queue wait (schedule to start)", _quantiles("outpost_job_queue_wait_seconds"), unit="s"
-            )
+            timeseries_panel("Queue wait (schedule to start)", _quantiles("outpost_job_queue_wait_seconds"), unit="s")
         )
         .with_panel(timeseries_panel("Job duration", _quantiles("outpost_job_duration_seconds"), unit="s"))
         .with_panel(
             bar_panel(
                 "Top failing runbooks",
                 prom(
-                    "topk(10, sum by (runbook) "
-                    f'(increase(outpost_jobs_total{{{G},status="Failed"}}[$__range])))',
+                    f'topk(10, sum by (runbook) (increase(outpost_jobs_total{{{G},status="Failed"}}[$__range])))',
                     "{{runbook}}",
                     instant=True,
                 ),

@@ -27,9 +27,7 @@ def build() -> dict[str, Any]:
     dash = dash.with_variable(
         label_variable("group", "Group", "label_values(outpost_jobs_total, group)", multi=True)
     ).with_variable(
-        label_variable(
-            "runbook", "Runbook", 'label_values(outpost_jobs_total{group=~"$group"}, runbook)', multi=True
-        )
+        label_variable("runbook", "Runbook", 'label_values(outpost_jobs_total{group=~"$group"}, runbook)', multi=True)
     )
 
     dash = (
@@ -76,8 +74,7 @@ def build() -> dict[str, Any]:
             bar_panel(
                 "Finished jobs by runbook and status",
                 prom(
-                    "sum by (runbook, status) "
-                    f'(increase(outpost_jobs_total{{{SEL},status=~"{FINISHED}"}}[$__range]))',
+                    f'sum by (runbook, status) (increase(outpost_jobs_total{{{SEL},status=~"{FINISHED}"}}[$__range]))',
                     "{{runbook}} {{status}}",
                     instant=True,
                 ),

@@ -123,9 +123,7 @@ def prom_table_panel(
     return panel.description(description) if description else panel
 
 
-def kql_table_panel(
-    title: str, query: str, *, span: int = 12, height: int = 8, text: str = ""
-) -> table.Panel:
+def kql_table_panel(title: str, query: str, *, span: int = 12, height: int = 8, text: str = "") -> table.Panel:
     return (
         table.Panel()
         .title(title)

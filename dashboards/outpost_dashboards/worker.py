@@ -38,9 +38,7 @@ def build() -> dict[str, Any]:
     dash = dash.with_variable(
         label_variable("group", "Group", "label_values(outpost_worker_up, group)", multi=False)
     ).with_variable(
-        label_variable(
-            "worker", "Worker", 'label_values(outpost_worker_up{group="$group"}, worker)', multi=False
-        )
+        label_variable("worker", "Worker", 'label_values(outpost_worker_up{group="$group"}, worker)', multi=False)
     )
 
     dash = (

@@ -43,8 +43,7 @@ def query(
     with admin_client(url, token, ca_file) as client:
         try:
             # A query is not idempotent in cost: one attempt, and wait as long as the server may run it.
-            response = request(client, "POST", QUERY_PATH, json=body, attempts=1,
-                               timeout=(timeout or 30.0) + 10.0)
+            response = request(client, "POST", QUERY_PATH, json=body, attempts=1, timeout=(timeout or 30.0) + 10.0)
         except ApiError as exc:
             fail(exc.message)
         data = response.json()

@@ -104,24 +104,38 @@ def server(
         rules = load_rules(alert_rules if alert_rules is not None else _shipped_rules())
     except RuleError as exc:
         fail(f"alert rules: {exc}", 2)
-    collector = Collector(data_dir, retention_days=retention_days, snapshot=lambda: dispatch.snapshot(cp),
-                          tls_cert_path=tls_cert, stale_after_s=stale_after)
+    collector = Collector(
+        data_dir,
+        retention_days=retention_days,
+        snapshot=lambda: dispatch.snapshot(cp),
+        tls_cert_path=tls_cert,
+        stale_after_s=stale_after,
+    )
     cp.observer = collector.observer
-    evaluator = AlertEvaluator(rules, collector_query_runner(collector), alertmanager_url=alertmanager_url,
-                               webhook_url=alert_webhook_url, resend_interval_s=alert_resend_interval,
-                               maintenance_file=data_dir / "alert-maintenance.json", generator_url=url)
+    evaluator = AlertEvaluator(
+        rules,
+        collector_query_runner(collector),
+        alertmanager_url=alertmanager_url,
+        webhook_url=alert_webhook_url,
+        resend_interval_s=alert_resend_interval,
+        maintenance_file=data_dir / "alert-maintenance.json",
+        generator_url=url,
+    )
 
     def routers(require_admin, require_worker):  # type: ignore[no-untyped-def]
         return [
-            build_router(collector, require_admin=require_admin, require_worker=require_worker,
-                         allow_anonymous_query=query_anonymous),
+            build_router(
+                collector,
+                require_admin=require_admin,
+                require_worker=require_worker,
+                allow_anonymous_query=query_anonymous,
+            ),
             build_alerting_router(evaluator, require_admin),
         ]
 
     tracer_provider = server_tracer_provider(collector)
     tracing.use(tracer_provider)
-    app = create_app(cp, extra_routers=routers,
-                     on_shutdown=[evaluator.stop, tracer_provider.shutdown, collector.close])
+    app = create_app(cp, extra_routers=routers, on_shutdown=[evaluator.stop, tracer_provider.shutdown, collector.close])
     collector.start()
     evaluator.start()
 

@@ -20,8 +20,18 @@ def test_wrong_registration_key(server):
 
 
 def test_cli_register_with_wrong_key_is_one_line(server, tmp_path):
-    result = cli("worker", "register", "--url", server.url, "--key", "opk_wrong", "--group", "g1",
-                 "--state-dir", str(tmp_path / "s"))
+    result = cli(
+        "worker",
+        "register",
+        "--url",
+        server.url,
+        "--key",
+        "opk_wrong",
+        "--group",
+        "g1",
+        "--state-dir",
+        str(tmp_path / "s"),
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: registration failed: registration key rejected: use the primary or secondary key printed by "
@@ -54,8 +64,11 @@ def test_worker_cannot_touch_a_job_it_does_not_hold(server, make_agent):
     headers = {"Authorization": f"Bearer {credential}"}
     r = httpx.post(f"{server.url}/api/v1/agent/jobs/{job_id}/lease", headers=headers)
     assert r.status_code == 409 and "not held by this worker" in _detail(r)
-    r = httpx.post(f"{server.url}/api/v1/agent/jobs/{job_id}/events", headers=headers,
-                   json={"records": [], "status": {"status": "Completed"}})
+    r = httpx.post(
+        f"{server.url}/api/v1/agent/jobs/{job_id}/events",
+        headers=headers,
+        json={"records": [], "status": {"status": "Completed"}},
+    )
     assert r.status_code == 409
 
 
@@ -64,10 +77,16 @@ def test_worker_cannot_touch_a_job_it_does_not_hold(server, make_agent):
     [
         ({"runbook": "nope", "run_on": "g1"}, 404, "runbook 'nope' does not exist"),
         ({"runbook": "ok", "run_on": "nowhere"}, 404, "worker group 'nowhere' does not exist"),
-        ({"runbook": "draft-only", "run_on": "g1"}, 400,
-         "runbook draft-only has no published version; publish it first"),
-        ({"runbook": "ok", "run_on": "g1", "params": [{"name": "bad name!", "value": "1"}]}, 400,
-         "invalid parameter name 'bad name!'"),
+        (
+            {"runbook": "draft-only", "run_on": "g1"},
+            400,
+            "runbook draft-only has no published version; publish it first",
+        ),
+        (
+            {"runbook": "ok", "run_on": "g1", "params": [{"name": "bad name!", "value": "1"}]},
+            400,
+            "invalid parameter name 'bad name!'",
+        ),
         ({"runbook": "ok", "run_on": "g1", "timeout_s": -1}, 400, "timeout must be between"),
         ({"run_on": "g1"}, 422, "runbook: Field required"),
     ],
@@ -131,12 +150,33 @@ def test_registration_to_a_different_server_is_refused(make_server, make_agent):
     first = make_server("one")
     second = make_server("two")
     agent = make_agent(first, start=False)
-    result = cli("worker", "register", "--url", second.url, "--key", second.registration_key, "--group", "g1",
-                 "--state-dir", str(agent.state_dir))
+    result = cli(
+        "worker",
+        "register",
+        "--url",
+        second.url,
+        "--key",
+        second.registration_key,
+        "--group",
+        "g1",
+        "--state-dir",
+        str(agent.state_dir),
+    )
     assert result.returncode == 1
     assert f"already registered to {first.url}; deregister first or pass --force" in result.stderr
-    forced = cli("worker", "register", "--url", second.url, "--key", second.registration_key, "--group", "g1",
-                 "--state-dir", str(agent.state_dir), "--force")
+    forced = cli(
+        "worker",
+        "register",
+        "--url",
+        second.url,
+        "--key",
+        second.registration_key,
+        "--group",
+        "g1",
+        "--state-dir",
+        str(agent.state_dir),
+        "--force",
+    )
     assert forced.returncode == 0, forced.stderr
 
 
@@ -177,8 +217,9 @@ def test_deregister_and_regenerated_keys(server, make_agent):
     import json
 
     new_key = json.loads(new.stdout)["registration_key"]
-    old = httpx.post(f"{server.url}/api/v1/agent/register",
-                     json={"key": server.registration_key, "group": "g1", "name": "late"})
+    old = httpx.post(
+        f"{server.url}/api/v1/agent/register", json={"key": server.registration_key, "group": "g1", "name": "late"}
+    )
     assert old.status_code == 401
     fresh = httpx.post(f"{server.url}/api/v1/agent/register", json={"key": new_key, "group": "g1", "name": "late"})
     assert fresh.status_code == 201

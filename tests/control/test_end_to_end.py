@@ -23,8 +23,11 @@ def test_python_runbook_streams_and_params(server, make_agent):
     make_agent(server)
     with server.client() as c:
         publish(c, "echo", ECHO_PY, "python3")
-        job_id = start_job(c, "echo", params=[{"name": None, "value": "first"}, {"name": "k", "value": "v"},
-                                              {"name": None, "value": "second"}])
+        job_id = start_job(
+            c,
+            "echo",
+            params=[{"name": None, "value": "first"}, {"name": "k", "value": "v"}, {"name": None, "value": "second"}],
+        )
         job = wait_job(c, job_id)
         assert job["status"] == "Completed"
         assert job["worker"] == "w1" and job["exit_code"] == 0
@@ -44,8 +47,21 @@ def test_azure_style_numbered_parameters_are_positional(server, make_agent, tmp_
     with server.client() as c:
         publish(c, "argv", 'import sys\nprint("|".join(sys.argv[1:]))\n', "python3")
     # Azure's API names Python positional parameters "[PARAMETER n]"; the order comes from n.
-    done = cli("job", "start", "argv", "--run-on", "g1", "--param", "[PARAMETER 2]=second", "--param",
-               "[PARAMETER 1]=first", "--param", "k=v", "--wait", env=server.env())
+    done = cli(
+        "job",
+        "start",
+        "argv",
+        "--run-on",
+        "g1",
+        "--param",
+        "[PARAMETER 2]=second",
+        "--param",
+        "[PARAMETER 1]=first",
+        "--param",
+        "k=v",
+        "--wait",
+        env=server.env(),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["first|second|--k|v"]
 

@@ -147,8 +147,9 @@ def test_hundred_thousand_lines_arrive_in_order(server, make_agent):
 
 def test_retried_event_batch_never_duplicates(server):
     with server.client() as c:
-        reg = c.post("/api/v1/agent/register",
-                     json={"key": server.registration_key, "group": "manual", "name": "m1"}).json()
+        reg = c.post(
+            "/api/v1/agent/register", json={"key": server.registration_key, "group": "manual", "name": "m1"}
+        ).json()
         publish(c, "manual", "echo x\n")
         job_id = start_job(c, "manual", group="manual")
     import httpx
@@ -156,8 +157,12 @@ def test_retried_event_batch_never_duplicates(server):
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {reg['credential']}"}) as w:
         job = w.post("/api/v1/agent/poll", params={"wait": 5}).json()
         assert job["job_id"] == job_id
-        batch = {"records": [{"seq": i, "stream": "Output", "time": "2026-01-01T00:00:00+00:00", "text": f"l{i}"}
-                             for i in range(5)], "status": {"status": "Running"}}
+        batch = {
+            "records": [
+                {"seq": i, "stream": "Output", "time": "2026-01-01T00:00:00+00:00", "text": f"l{i}"} for i in range(5)
+            ],
+            "status": {"status": "Running"},
+        }
         first = w.post(f"/api/v1/agent/jobs/{job_id}/events", json=batch).json()
         again = w.post(f"/api/v1/agent/jobs/{job_id}/events", json=batch).json()
         assert (first["accepted"], first["duplicates"]) == (5, 0)

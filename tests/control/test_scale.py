@@ -47,11 +47,22 @@ def test_waiting_worker_wakes_on_new_job_not_at_next_poll(make_server, make_agen
 
 def test_https_with_private_ca(make_server, make_agent, tmp_path):
     paths = make_ca_and_cert(tmp_path)
-    server = make_server(extra=["--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"])],
-                         ca_file=str(paths["ca"]))
+    server = make_server(
+        extra=["--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"])], ca_file=str(paths["ca"])
+    )
     # Without the CA, verification fails with a hint, never a silent downgrade.
-    untrusted = cli("worker", "register", "--url", server.url, "--key", server.registration_key, "--group", "g1",
-                    "--state-dir", str(tmp_path / "untrusted"))
+    untrusted = cli(
+        "worker",
+        "register",
+        "--url",
+        server.url,
+        "--key",
+        server.registration_key,
+        "--group",
+        "g1",
+        "--state-dir",
+        str(tmp_path / "untrusted"),
+    )
     assert untrusted.returncode == 1
     assert "TLS verification failed" in untrusted.stderr and "--ca-file" in untrusted.stderr
     make_agent(server)

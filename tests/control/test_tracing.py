@@ -19,15 +19,22 @@ def test_job_trace_spans_server_agent_and_runbook(server, make_agent):
     caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     with server.client() as c:
         publish(c, "traced", 'echo "$TRACEPARENT"\nexit 1\n')
-        r = c.post("/api/v1/jobs", json={"runbook": "traced", "run_on": "g1"},
-                   headers={"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"})
+        r = c.post(
+            "/api/v1/jobs",
+            json={"runbook": "traced", "run_on": "g1"},
+            headers={"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"},
+        )
         job_id = r.json()["id"]
         assert wait_job(c, job_id)["status"] == "Failed"
         version, trace_id, parent_span, _flags = outputs(c, job_id)[0].split("-")
         assert version == "00" and trace_id == caller_trace  # the caller's trace continues through the job
 
-        spans = wait_until(lambda: (s := _spans(c, trace_id)) and {"job create", "job queued", "job run"} <= set(s)
-                           and s, 30, 0.3, "the job's spans in OTelSpans")
+        spans = wait_until(
+            lambda: (s := _spans(c, trace_id)) and {"job create", "job queued", "job run"} <= set(s) and s,
+            30,
+            0.3,
+            "the job's spans in OTelSpans",
+        )
     create, queued, run = spans["job create"], spans["job queued"], spans["job run"]
     assert create["ParentSpanId"] == "00f067aa0ba902b7" and create["ServiceName"] == "outpost-server"
     assert queued["ParentSpanId"] == create["SpanId"]
@@ -54,6 +61,13 @@ def test_agent_exports_job_metrics_over_otlp(server, make_agent):
         publish(c, "m", "echo hi\n")
         wait_job(c, start_job(c, "m"))
         q = "OTelMetrics | where Name startswith 'outpost.agent.job' | distinct Name"
-        names = wait_until(lambda: {row[0] for row in c.post("/api/v1/query", json={"query": q}).json()["rows"]}
-                           >= {"outpost.agent.jobs", "outpost.agent.job.duration"}, 30, 0.5, "agent job metrics")
+        names = wait_until(
+            lambda: (
+                {row[0] for row in c.post("/api/v1/query", json={"query": q}).json()["rows"]}
+                >= {"outpost.agent.jobs", "outpost.agent.job.duration"}
+            ),
+            30,
+            0.5,
+            "agent job metrics",
+        )
     assert names

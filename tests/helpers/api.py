@@ -16,15 +16,15 @@ def publish(client: httpx.Client, name: str, content: str, rb_type: str = "bash"
     assert r.status_code == 200, r.text
 
 
-def start_job(client: httpx.Client, runbook: str, group: str = "g1", params: list[dict] | None = None,
-              **extra: object) -> str:
+def start_job(
+    client: httpx.Client, runbook: str, group: str = "g1", params: list[dict] | None = None, **extra: object
+) -> str:
     r = client.post("/api/v1/jobs", json={"runbook": runbook, "run_on": group, "params": params or [], **extra})
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
-def wait_job(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = FINAL,
-             timeout: float = 60) -> dict:
+def wait_job(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = FINAL, timeout: float = 60) -> dict:
     def done() -> dict | None:
         job = client.get(f"/api/v1/jobs/{job_id}").json()
         return job if job["status"] in statuses else None

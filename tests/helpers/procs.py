@@ -37,18 +37,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
-def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*OUTPOST, *args], capture_output=True, text=True, env=full_env, input=input,
-                          timeout=timeout)
+    return subprocess.run([*OUTPOST, *args], capture_output=True, text=True, env=full_env, input=input, timeout=timeout)
 
 
 class Server:
     """`outpost server` in a subprocess; restartable on the same port and data dir."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, database_url: str | None = None,
-                 extra: list[str] | None = None, ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        database_url: str | None = None,
+        extra: list[str] | None = None,
+        ca_file: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.ca_file = ca_file
         self.port = port or free_port()
@@ -100,8 +107,9 @@ class Server:
                 self.proc.wait(5)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30,
-                            verify=self.verify())
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30, verify=self.verify()
+        )
 
     def env(self) -> dict[str, str]:
         return {"OUTPOST_URL": self.url, "OUTPOST_TOKEN": self.token}
@@ -110,8 +118,9 @@ class Server:
 class Agent:
     """A registered worker with its own state dir, running `outpost worker run`."""
 
-    def __init__(self, server: Server, state_dir: Path, group: str, name: str,
-                 run_args: list[str] | None = None) -> None:
+    def __init__(
+        self, server: Server, state_dir: Path, group: str, name: str, run_args: list[str] | None = None
+    ) -> None:
         self.server = server
         self.state_dir = state_dir
         self.group = group
@@ -121,15 +130,42 @@ class Agent:
         self.log_path = state_dir.parent / f"agent-{name}.log"
 
     def register(self, url: str | None = None, extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
-        result = cli("worker", "register", "--url", url or self.server.url, "--key", self.server.registration_key,
-                     "--group", self.group, "--name", self.name, "--state-dir", str(self.state_dir),
-                     *(["--ca-file", self.server.ca_file] if self.server.ca_file else []), *(extra or []))
+        result = cli(
+            "worker",
+            "register",
+            "--url",
+            url or self.server.url,
+            "--key",
+            self.server.registration_key,
+            "--group",
+            self.group,
+            "--name",
+            self.name,
+            "--state-dir",
+            str(self.state_dir),
+            *(["--ca-file", self.server.ca_file] if self.server.ca_file else []),
+            *(extra or []),
+        )
         assert result.returncode == 0, result.stderr
         return result
 
     def start(self) -> Agent:
-        args = [*OUTPOST, "worker", "run", "--state-dir", str(self.state_dir), "--stop-grace", "2",
-                "--lease-renew", "0.5", "--backoff-cap", "1", "--heartbeat-interval", "1", *self.run_args]
+        args = [
+            *OUTPOST,
+            "worker",
+            "run",
+            "--state-dir",
+            str(self.state_dir),
+            "--stop-grace",
+            "2",
+            "--lease-renew",
+            "0.5",
+            "--backoff-cap",
+            "1",
+            "--heartbeat-interval",
+            "1",
+            *self.run_args,
+        ]
         log = open(self.log_path, "a")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
         return self

@@ -122,8 +122,9 @@ def test_runas_without_root_is_a_clear_failure(local_user):
         "try:\n    resolve_run_as('someone', 'svc', 'w1')\nexcept RuntimeRefusal as e:\n    print(e)"
     )
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    result = subprocess.run([python, "-c", code, str(REPO)], capture_output=True, text=True, user=local_user,
-                            cwd="/tmp", timeout=30)
+    result = subprocess.run(
+        [python, "-c", code, str(REPO)], capture_output=True, text=True, user=local_user, cwd="/tmp", timeout=30
+    )
     assert result.stdout.strip() == (
         "RunAs user 'someone' (RunAs credential 'svc') needs the agent on w1 to run as root; "
         "it runs as an unprivileged user, so it cannot switch users"
@@ -134,9 +135,14 @@ def test_runas_without_root_is_a_clear_failure(local_user):
 
 
 def _gpg(home: Path, *args: str, data: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
-                           "--passphrase", "", *args], input=data, capture_output=True, text=True, timeout=60,
-                          check=True)
+    return subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", "", *args],
+        input=data,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
 
 
 @pytest.fixture
@@ -237,7 +243,10 @@ def test_environment_and_params_reach_python_runbook(server, make_agent):
     )
     with server.client() as c:
         publish(c, "env", script, "python3")
-        job_id = start_job(c, "env", params=[{"name": None, "value": "a b"}, {"name": "days", "value": "7"},
-                                             {"name": None, "value": "c"}])
+        job_id = start_job(
+            c,
+            "env",
+            params=[{"name": None, "value": "a b"}, {"name": "days", "value": "7"}, {"name": None, "value": "c"}],
+        )
         assert wait_job(c, job_id)["status"] == "Completed"
         assert outputs(c, job_id) == [job_id, "['a b', 'c', '--days', '7']", "token-in-env", "no credential"]

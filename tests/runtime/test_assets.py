@@ -24,7 +24,7 @@ ENC_VALUE = "enc-value-Qm9vbGVhbg-93a1"
 CONN_SECRET = "conn-secret-Zm9vYmFy-5521"
 PFX_PASSWORD = "pfx-pass-8d7e"
 
-RUNBOOK = r'''import base64, hashlib, json, sys
+RUNBOOK = r"""import base64, hashlib, json, sys
 import automationassets
 from automationassets import AutomationAssetNotFound
 
@@ -61,7 +61,7 @@ except AutomationAssetNotFound:
     out["set_missing"] = "AutomationAssetNotFound"
 print(json.dumps(out))
 print("unicode: żółw ✓")
-'''
+"""
 
 
 def _pfx(tmp_path):
@@ -98,17 +98,65 @@ def _ok(result):
 def test_every_asset_kind_round_trips_through_a_python_runbook(server, make_agent, tmp_path):
     agent = make_agent(server)
     env = server.env()
-    for name, value in [("v_str", '"text"'), ("v_int", "41"), ("v_bool", "true"), ("v_null", "null"),
-                        ("v_obj", '{"a": [1, 2], "b": {"c": "d"}}'), ("v_float", "2.5")]:
+    for name, value in [
+        ("v_str", '"text"'),
+        ("v_int", "41"),
+        ("v_bool", "true"),
+        ("v_null", "null"),
+        ("v_obj", '{"a": [1, 2], "b": {"c": "d"}}'),
+        ("v_float", "2.5"),
+    ]:
         _ok(cli("asset", "variable", "set", name, "--value", value, env=env))
     _ok(cli("asset", "variable", "set", "v_enc", "--value", json.dumps(ENC_VALUE), "--encrypted", env=env))
-    _ok(cli("asset", "credential", "set", "cred", "--username", "svc-user", "--password-stdin",
-            input=PASSWORD + "\n", env=env))
-    _ok(cli("asset", "connection", "set", "conn", "--type", "MyApi", "--field", "Url=https://api.example",
-            "--field", "Port=8443", "--field", f"Secret={CONN_SECRET}", "--encrypted-field", "Secret", env=env))
+    _ok(
+        cli(
+            "asset",
+            "credential",
+            "set",
+            "cred",
+            "--username",
+            "svc-user",
+            "--password-stdin",
+            input=PASSWORD + "\n",
+            env=env,
+        )
+    )
+    _ok(
+        cli(
+            "asset",
+            "connection",
+            "set",
+            "conn",
+            "--type",
+            "MyApi",
+            "--field",
+            "Url=https://api.example",
+            "--field",
+            "Port=8443",
+            "--field",
+            f"Secret={CONN_SECRET}",
+            "--encrypted-field",
+            "Secret",
+            env=env,
+        )
+    )
     pfx_path, thumbprint = _pfx(tmp_path)
-    cert_view = json.loads(_ok(cli("asset", "certificate", "set", "cert", "--file", str(pfx_path),
-                                   "--password-stdin", "--json", input=PFX_PASSWORD + "\n", env=env)).stdout)
+    cert_view = json.loads(
+        _ok(
+            cli(
+                "asset",
+                "certificate",
+                "set",
+                "cert",
+                "--file",
+                str(pfx_path),
+                "--password-stdin",
+                "--json",
+                input=PFX_PASSWORD + "\n",
+                env=env,
+            )
+        ).stdout
+    )
     assert cert_view["thumbprint"] == thumbprint
     assert cert_view["subject"] == "CN=outpost-test"
     assert datetime.fromisoformat(cert_view["expires_at"]) > datetime.now(UTC) + timedelta(days=29)
@@ -121,8 +169,9 @@ def test_every_asset_kind_round_trips_through_a_python_runbook(server, make_agen
     with server.client() as c:
         publish(c, "assets", RUNBOOK, "python3")
         # the runbook gets digests to compare with: the secrets themselves must not be job parameters
-        job_id = start_job(c, "assets", params=[{"name": None, "value": _sha(PASSWORD)},
-                                                {"name": None, "value": _sha(CONN_SECRET)}])
+        job_id = start_job(
+            c, "assets", params=[{"name": None, "value": _sha(PASSWORD)}, {"name": None, "value": _sha(CONN_SECRET)}]
+        )
         job = wait_job(c, job_id)
         lines = outputs(c, job_id)
         errors = outputs(c, job_id, "Error")
@@ -155,13 +204,19 @@ def test_every_asset_kind_round_trips_through_a_python_runbook(server, make_agen
 
         # --- secrets: never in listings, shows, job views, streams or logs ---
         secrets = [PASSWORD, ENC_VALUE, CONN_SECRET, "changed by the runbook", PFX_PASSWORD]
-        answers = [c.get(f"/api/v1/assets/{p}").text for p in ("variables", "credentials", "certificates",
-                                                               "connections")]
-        answers += [c.get(f"/api/v1/assets/{p}").text for p in ("variables/v_enc", "credentials/cred",
-                                                               "connections/conn", "certificates/cert")]
+        answers = [
+            c.get(f"/api/v1/assets/{p}").text for p in ("variables", "credentials", "certificates", "connections")
+        ]
+        answers += [
+            c.get(f"/api/v1/assets/{p}").text
+            for p in ("variables/v_enc", "credentials/cred", "connections/conn", "certificates/cert")
+        ]
         answers += [c.get("/api/v1/groups").text, c.get(f"/api/v1/jobs/{job_id}/streams").text]
-        listed = [cli("asset", kind, "list", *flag, env=env).stdout for kind in ("variable", "credential",
-                  "certificate", "connection") for flag in ([], ["--json"])]
+        listed = [
+            cli("asset", kind, "list", *flag, env=env).stdout
+            for kind in ("variable", "credential", "certificate", "connection")
+            for flag in ([], ["--json"])
+        ]
         streams = json.dumps(c.get(f"/api/v1/jobs/{job_id}/streams", params={"limit": 10000}).json()["records"])
     agent.stop()
     server.stop()
@@ -214,8 +269,10 @@ def test_asset_bad_input_and_cli_errors(server):
     missing = cli("asset", "credential", "show", "nope", env=env)
     assert missing.returncode == 1 and "credential 'nope' does not exist" in missing.stderr
     with server.client() as c:
-        r = c.put("/api/v1/assets/connections/az", json={"connection_type": "AzureServicePrincipal",
-                                                         "fields": {"ApplicationId": "a"}})
+        r = c.put(
+            "/api/v1/assets/connections/az",
+            json={"connection_type": "AzureServicePrincipal", "fields": {"ApplicationId": "a"}},
+        )
         assert r.status_code == 400 and "missing: TenantId" in r.json()["detail"]
         r = c.put("/api/v1/assets/certificates/c", json={"data": base64.b64encode(b"junk").decode()})
         assert r.status_code == 400 and "neither PFX" in r.json()["detail"]

@@ -39,20 +39,57 @@ def test_schedule_fires_on_time_in_its_time_zone(server, make_agent):
 
         tz = ZoneInfo("America/New_York")
         start_local = (datetime.now(tz) + timedelta(seconds=4)).replace(microsecond=0, tzinfo=None)
-        created = cli("schedule", "create", "every-minute", "--runbook", "tick", "--run-on", "g1", "--every", "1m",
-                      "--start", start_local.isoformat(), "--time-zone", "America/New_York",
-                      "--param", "scheduled", "--param", "n=1", "--json", env=env)
+        created = cli(
+            "schedule",
+            "create",
+            "every-minute",
+            "--runbook",
+            "tick",
+            "--run-on",
+            "g1",
+            "--every",
+            "1m",
+            "--start",
+            start_local.isoformat(),
+            "--time-zone",
+            "America/New_York",
+            "--param",
+            "scheduled",
+            "--param",
+            "n=1",
+            "--json",
+            env=env,
+        )
         assert created.returncode == 0, created.stderr
         view = json.loads(created.stdout)
         start_utc = start_local.replace(tzinfo=tz).astimezone(UTC)
         assert _ts(view["next_run_at"]) == start_utc and view["frequency"] == "Minute"
 
         once_at = datetime.now(UTC) + timedelta(seconds=3)
-        assert cli("schedule", "create", "once", "--runbook", "tick", "--run-on", "g1", "--start",
-                   once_at.isoformat(), "--param", "one-time", env=env).returncode == 0
+        assert (
+            cli(
+                "schedule",
+                "create",
+                "once",
+                "--runbook",
+                "tick",
+                "--run-on",
+                "g1",
+                "--start",
+                once_at.isoformat(),
+                "--param",
+                "one-time",
+                env=env,
+            ).returncode
+            == 0
+        )
 
-        jobs = wait_until(lambda: [j for j in _jobs(c, "tick") if j["params"][0]["value"] == "scheduled"], 20,
-                          0.2, "the recurring schedule's first job")
+        jobs = wait_until(
+            lambda: [j for j in _jobs(c, "tick") if j["params"][0]["value"] == "scheduled"],
+            20,
+            0.2,
+            "the recurring schedule's first job",
+        )
         job = wait_job(c, jobs[0]["id"])
         assert job["status"] == "Completed", (job, outputs(c, job["id"], "Error"))
         created_at = _ts(job["created_at"])
@@ -62,8 +99,12 @@ def test_schedule_fires_on_time_in_its_time_zone(server, make_agent):
         assert _ts(shown["next_run_at"]) == start_utc + timedelta(minutes=1)
         assert shown["last_job_id"] == job["id"]
 
-        once = wait_until(lambda: [j for j in _jobs(c, "tick") if j["params"][0]["value"] == "one-time"], 20, 0.2,
-                          "the one-time schedule's job")
+        once = wait_until(
+            lambda: [j for j in _jobs(c, "tick") if j["params"][0]["value"] == "one-time"],
+            20,
+            0.2,
+            "the one-time schedule's job",
+        )
         assert once_at <= _ts(once[0]["created_at"]) < once_at + timedelta(seconds=3)
         listed = {s["name"]: s for s in json.loads(cli("schedule", "list", "--json", env=env).stdout)}
         assert listed["once"]["next_run_at"] is None
@@ -79,15 +120,25 @@ def test_missed_runs_are_not_replayed_in_a_burst(make_server, make_agent):
     with server.client() as c:
         publish(c, "tick", ARGS_PY, "python3")
         start = datetime.now(UTC) + timedelta(hours=1)
-        r = c.post("/api/v1/schedules/hourly", json={"runbook": "tick", "run_on": "g1", "frequency": "Minute",
-                                                     "interval": 1, "start_time": start.isoformat()})
+        r = c.post(
+            "/api/v1/schedules/hourly",
+            json={
+                "runbook": "tick",
+                "run_on": "g1",
+                "frequency": "Minute",
+                "interval": 1,
+                "start_time": start.isoformat(),
+            },
+        )
         assert r.status_code == 201, r.text
     server.stop()
     # Simulate a long outage: the schedule's next run was due 10 minutes ago (10 occurrences missed).
     missed = datetime.now(UTC) - timedelta(minutes=10)
     with sqlite3.connect(server.data_dir / "control-plane.db") as db:
-        db.execute("UPDATE schedule SET start_time = ?, next_run_at = ?",
-                   (missed.replace(tzinfo=None).isoformat(sep=" "), missed.replace(tzinfo=None).isoformat(sep=" ")))
+        db.execute(
+            "UPDATE schedule SET start_time = ?, next_run_at = ?",
+            (missed.replace(tzinfo=None).isoformat(sep=" "), missed.replace(tzinfo=None).isoformat(sep=" ")),
+        )
     server.start()
     with server.client() as c:
         wait_until(lambda: _jobs(c, "tick"), 15, 0.2, "the catch-up run")
@@ -106,8 +157,16 @@ def test_a_due_schedule_fires_once_across_replicas(make_server, make_agent, pg_u
         publish(c, "tick", ARGS_PY, "python3")
         at = datetime.now(UTC) + timedelta(seconds=3)
         for i in range(5):
-            r = c.post(f"/api/v1/schedules/s{i}", json={"runbook": "tick", "run_on": "g1", "frequency": "OneTime",
-                                                       "start_time": at.isoformat(), "params": [{"value": str(i)}]})
+            r = c.post(
+                f"/api/v1/schedules/s{i}",
+                json={
+                    "runbook": "tick",
+                    "run_on": "g1",
+                    "frequency": "OneTime",
+                    "start_time": at.isoformat(),
+                    "params": [{"value": str(i)}],
+                },
+            )
             assert r.status_code == 201, r.text
         wait_until(lambda: len(_jobs(c, "tick")) >= 5, 20, 0.2, "five scheduled jobs")
         time.sleep(3)
@@ -138,21 +197,41 @@ def test_schedule_bad_input(server, make_agent):
 
 def test_day_and_week_schedules_keep_wall_clock_time_across_dst():
     # 08:00 in Berlin every day, starting before the spring-forward night of 2030-03-31.
-    sch = Schedule(name="x", runbook_name="r", run_on="g", frequency="Day", interval=1,
-                   start_time=datetime(2030, 3, 29, 8, 0, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC),
-                   time_zone="Europe/Berlin")
+    sch = Schedule(
+        name="x",
+        runbook_name="r",
+        run_on="g",
+        frequency="Day",
+        interval=1,
+        start_time=datetime(2030, 3, 29, 8, 0, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC),
+        time_zone="Europe/Berlin",
+    )
     runs, t = [], datetime(2030, 3, 28, tzinfo=UTC)
     for _ in range(4):
         t = next_after(sch, t)
         runs.append(t.astimezone(ZoneInfo("Europe/Berlin")).strftime("%m-%d %H:%M %Z"))
     assert runs == ["03-29 08:00 CET", "03-30 08:00 CET", "03-31 08:00 CEST", "04-01 08:00 CEST"]
-    weekly = Schedule(name="w", runbook_name="r", run_on="g", frequency="Week", interval=2,
-                      start_time=datetime(2030, 1, 7, 9, 30, tzinfo=UTC), time_zone="UTC",
-                      expiry_time=datetime(2030, 2, 10, tzinfo=UTC))
+    weekly = Schedule(
+        name="w",
+        runbook_name="r",
+        run_on="g",
+        frequency="Week",
+        interval=2,
+        start_time=datetime(2030, 1, 7, 9, 30, tzinfo=UTC),
+        time_zone="UTC",
+        expiry_time=datetime(2030, 2, 10, tzinfo=UTC),
+    )
     assert next_after(weekly, datetime(2030, 1, 8, tzinfo=UTC)) == datetime(2030, 1, 21, 9, 30, tzinfo=UTC)
     assert next_after(weekly, datetime(2030, 2, 5, tzinfo=UTC)) is None  # past the expiry
-    hourly = Schedule(name="h", runbook_name="r", run_on="g", frequency="Hour", interval=6,
-                      start_time=datetime(2030, 1, 1, tzinfo=UTC), time_zone="UTC")
+    hourly = Schedule(
+        name="h",
+        runbook_name="r",
+        run_on="g",
+        frequency="Hour",
+        interval=6,
+        start_time=datetime(2030, 1, 1, tzinfo=UTC),
+        time_zone="UTC",
+    )
     assert next_after(hourly, datetime(2031, 1, 1, 5, tzinfo=UTC)) == datetime(2031, 1, 1, 6, tzinfo=UTC)
 
 
@@ -177,8 +256,20 @@ def test_webhook_starts_a_job_with_webhookdata(server, make_agent):
         refused = cli("webhook", "create", "deploy", "--runbook", "hook", "--run-on", "g1", env=env)
         assert refused.returncode == 1 and "has no published version; publish it first" in refused.stderr
         publish(c, "hook", WEBHOOK_PY, "python3")
-        created = cli("webhook", "create", "deploy", "--runbook", "hook", "--run-on", "g1", "--param", "env=prod",
-                      "--expires-in", "30d", env=env)
+        created = cli(
+            "webhook",
+            "create",
+            "deploy",
+            "--runbook",
+            "hook",
+            "--run-on",
+            "g1",
+            "--param",
+            "env=prod",
+            "--expires-in",
+            "30d",
+            env=env,
+        )
         assert created.returncode == 0, created.stderr
         url = created.stdout.strip()
         assert url.startswith(f"{server.url}/webhooks?token=")
@@ -206,8 +297,12 @@ def test_webhook_starts_a_job_with_webhookdata(server, make_agent):
         assert token not in listed
         assert json.loads(cli("webhook", "list", "--json", env=env).stdout)[0]["name"] == "deploy"
         before = len(_jobs(c, "hook"))
-        for wrong in (f"{server.url}/webhooks?token={token}x", f"{server.url}/webhooks?token=",
-                      f"{server.url}/webhooks", f"{server.url}/webhooks/opwh_nope"):
+        for wrong in (
+            f"{server.url}/webhooks?token={token}x",
+            f"{server.url}/webhooks?token=",
+            f"{server.url}/webhooks",
+            f"{server.url}/webhooks/opwh_nope",
+        ):
             r = httpx.post(wrong, content=b"{}")
             assert r.status_code == 404, wrong
             assert r.json()["detail"] == "webhook not found (wrong token, expired or disabled)"

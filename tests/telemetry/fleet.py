@@ -21,8 +21,12 @@ FAILED_JOBS = {"job-broken": "Broken", "job-flaky": "Flaky"}  # Failed, Suspende
 def hours_since_w3_stopped(now: datetime) -> int:
     """Kusto's datetime_diff("hour") counts hour boundaries: 30 or 31 depending on the minute."""
     last = FILLED_AT - timedelta(hours=30)
-    return int((now.replace(minute=0, second=0, microsecond=0)
-                - last.replace(minute=0, second=0, microsecond=0)).total_seconds() // 3600)
+    return int(
+        (
+            now.replace(minute=0, second=0, microsecond=0) - last.replace(minute=0, second=0, microsecond=0)
+        ).total_seconds()
+        // 3600
+    )
 
 
 FILLED_AT = datetime.now(UTC)
@@ -59,8 +63,14 @@ def fill(collector: Collector) -> None:
     obs = collector.observer
     base = NOW - timedelta(hours=2)
 
-    def job(job_id: str, runbook: str, final: str, worker: str = "w1", streams: list[tuple[str, str]] = (),
-            offset_min: int = 0) -> None:
+    def job(
+        job_id: str,
+        runbook: str,
+        final: str,
+        worker: str = "w1",
+        streams: list[tuple[str, str]] = (),
+        offset_min: int = 0,
+    ) -> None:
         created = base + timedelta(minutes=offset_min)
         started = created + timedelta(seconds=5)
         ended = started + timedelta(seconds=30)
@@ -76,19 +86,38 @@ def fill(collector: Collector) -> None:
             ]
             obs.on_job_streams(JobEvent(**ev, worker=worker, status="Running", time=started), recs)
         obs.on_job_status(
-            JobEvent(**ev, worker=worker, status=final, time=ended, started_at=started, ended_at=ended,
-                     description=f"exit {0 if final == 'Completed' else 1}")
+            JobEvent(
+                **ev,
+                worker=worker,
+                status=final,
+                time=ended,
+                started_at=started,
+                ended_at=ended,
+                description=f"exit {0 if final == 'Completed' else 1}",
+            )
         )
 
     job("job-hello", "Hello", "Completed", streams=[("Output", "hello"), ("Verbose", "done")])
-    job("job-broken", "Broken", "Failed", worker="w2",
-        streams=[("Output", "starting"), ("Error", "boom: disk full"), ("Error", "giving up")], offset_min=5)
+    job(
+        "job-broken",
+        "Broken",
+        "Failed",
+        worker="w2",
+        streams=[("Output", "starting"), ("Error", "boom: disk full"), ("Error", "giving up")],
+        offset_min=5,
+    )
     job("job-stop", "Stopper", "Stopped", offset_min=10)
     job("job-flaky", "Flaky", "Suspended", worker="w2", offset_min=15)
-    job("job-avd", "AvdStorageLogData", "Completed", offset_min=20, streams=[
-        ("Output", "Azure Files,sub1,rg1,stor1,share1,100,97,3.00"),
-        ("Output", "Azure Files,sub1,rg1,stor1,share2,100,50,50.00"),
-    ])
+    job(
+        "job-avd",
+        "AvdStorageLogData",
+        "Completed",
+        offset_min=20,
+        streams=[
+            ("Output", "Azure Files,sub1,rg1,stor1,share1,100,97,3.00"),
+            ("Output", "Azure Files,sub1,rg1,stor1,share2,100,50,50.00"),
+        ],
+    )
     job("job-sched", "ScheduledStartStop_Parent", "Completed", offset_min=25)
     collector.audit(NOW - timedelta(hours=3), "Publish runbook", "Runbook Hello", "admin")
     collector.audit(NOW - timedelta(hours=3), "Create variable", "Variable limit", "admin")

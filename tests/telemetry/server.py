@@ -55,8 +55,11 @@ def free_port() -> int:
 @contextmanager
 def serve(collector: Collector, *, anonymous: bool = False) -> Iterator[str]:
     app = FastAPI()
-    app.include_router(build_router(collector, require_admin=require_admin, require_worker=require_worker,
-                                    allow_anonymous_query=anonymous))
+    app.include_router(
+        build_router(
+            collector, require_admin=require_admin, require_worker=require_worker, allow_anonymous_query=anonymous
+        )
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

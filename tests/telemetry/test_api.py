@@ -56,16 +56,24 @@ def q(url: str, kql: str) -> dict:
 
 
 def test_heartbeat_is_stored_once_and_queryable(url: str) -> None:
-    row = {"TimeGenerated": datetime.now(UTC).isoformat(), "OSType": "Linux", "HeartbeatId": "hb-1",
-           "Computer": "spoofed"}
+    row = {
+        "TimeGenerated": datetime.now(UTC).isoformat(),
+        "OSType": "Linux",
+        "HeartbeatId": "hb-1",
+        "Computer": "spoofed",
+    }
     with worker(url) as c:
         first = c.post(contract.AGENT_HEARTBEAT, json={"rows": [row]})
         again = c.post(contract.AGENT_HEARTBEAT, json={"rows": [row]})  # an agent re-send
     assert first.json() == {"accepted": 1, "duplicates": 0}
     assert again.json() == {"accepted": 0, "duplicates": 1}
     out = q(url, "Heartbeat | summarize n = count(), latest = max(TimeGenerated) by Computer, WorkerGroup_s")
-    assert out["columns"] == [{"name": "Computer", "type": "string"}, {"name": "WorkerGroup_s", "type": "string"},
-                              {"name": "n", "type": "long"}, {"name": "latest", "type": "datetime"}]
+    assert out["columns"] == [
+        {"name": "Computer", "type": "string"},
+        {"name": "WorkerGroup_s", "type": "string"},
+        {"name": "n", "type": "long"},
+        {"name": "latest", "type": "datetime"},
+    ]
     # Computer comes from the credential, not the body.
     assert [r[:3] for r in out["rows"]] == [["w1", "linux", 1]]
     assert out["rows"][0][3].endswith("Z")
@@ -116,8 +124,10 @@ def test_bad_kql_names_the_position(url: str) -> None:
 
 def test_query_over_time_is_cancelled_and_ingest_keeps_going(collector: Collector, url: str) -> None:
     # A cross join that would run for minutes.
-    slow = ("range x from 1 to 30000 step 1 | extend k = 1 | join kind=inner (range y from 1 to 30000 step 1"
-            " | extend k = 1) on k | summarize count()")
+    slow = (
+        "range x from 1 to 30000 step 1 | extend k = 1 | join kind=inner (range y from 1 to 30000 step 1"
+        " | extend k = 1) on k | summarize count()"
+    )
     result: dict = {}
 
     def run() -> None:
@@ -129,8 +139,10 @@ def test_query_over_time_is_cancelled_and_ingest_keeps_going(collector: Collecto
     t.start()
     time.sleep(0.3)
     with worker(url) as c:  # ingestion is not blocked by the running query
-        ok = c.post(contract.AGENT_HEARTBEAT, json={"rows": [{"TimeGenerated": datetime.now(UTC).isoformat(),
-                                                              "HeartbeatId": "during-query"}]})
+        ok = c.post(
+            contract.AGENT_HEARTBEAT,
+            json={"rows": [{"TimeGenerated": datetime.now(UTC).isoformat(), "HeartbeatId": "during-query"}]},
+        )
     assert ok.status_code == 200 and time.monotonic() - started < 1.5
     t.join(timeout=30)
     r = result["r"]
@@ -138,13 +150,15 @@ def test_query_over_time_is_cancelled_and_ingest_keeps_going(collector: Collecto
     assert time.monotonic() - started < 10
 
 
-def test_heartbeat_sender_buffers_while_server_is_down_and_never_duplicates(tmp_path: Path,
-                                                                           collector: Collector) -> None:
+def test_heartbeat_sender_buffers_while_server_is_down_and_never_duplicates(
+    tmp_path: Path, collector: Collector
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     client = make_client(base, token="worker-token-w2")
-    sender = HeartbeatSender(tmp_path / "state", client, worker_name="w2", group="linux", interval_s=0.1,
-                             buffer_limit=5)
+    sender = HeartbeatSender(
+        tmp_path / "state", client, worker_name="w2", group="linux", interval_s=0.1, buffer_limit=5
+    )
     # Server down: rows pile up on disk, bounded.
     for _ in range(7):
         sender.enqueue(sender.make_row())
@@ -165,13 +179,18 @@ def test_heartbeat_sender_buffers_while_server_is_down_and_never_duplicates(tmp_
         time.sleep(0.5)
         stop.set()
         t.join(timeout=10)
-        out = q(live, "Heartbeat | where Computer == 'w2' | summarize n = count(), d = dcount(HeartbeatId),"
-                      " ids = dcount(SourceComputerId)")
+        out = q(
+            live,
+            "Heartbeat | where Computer == 'w2' | summarize n = count(), d = dcount(HeartbeatId),"
+            " ids = dcount(SourceComputerId)",
+        )
     n, distinct, source_ids = out["rows"][0]
     assert n == distinct and n >= 6  # 5 buffered + at least one live beat, none twice
     assert source_ids == 1  # stable per state dir
-    assert HeartbeatSender(tmp_path / "state", client, worker_name="w2", group="linux",
-                           interval_s=1).source_computer_id == sender.source_computer_id
+    assert (
+        HeartbeatSender(tmp_path / "state", client, worker_name="w2", group="linux", interval_s=1).source_computer_id
+        == sender.source_computer_id
+    )
 
 
 def test_heartbeat_survives_collector_restart(tmp_path: Path) -> None:
@@ -184,21 +203,46 @@ def test_heartbeat_survives_collector_restart(tmp_path: Path) -> None:
     try:
         assert c2.ingest_heartbeats([row], worker="w1", group="g") == (0, 1)  # checked against the table
         assert c2.query("Heartbeat | count").rows == [[1]]
-        assert "outpost_worker_up{group=\"g\",worker=\"w1\"} 1.0" in c2.metrics.render().decode()
+        assert 'outpost_worker_up{group="g",worker="w1"} 1.0' in c2.metrics.render().decode()
     finally:
         c2.close()
 
 
 def test_metrics_exposition(collector: Collector, url: str) -> None:
     with worker(url) as c:
-        c.post(contract.AGENT_HEARTBEAT, json={"rows": [{"TimeGenerated": datetime.now(UTC).isoformat()}],
-                                               "sent_at": (datetime.now(UTC) + timedelta(seconds=30)).isoformat()})
-        r = c.post(contract.AGENT_DIAGNOSTICS, json={"time": datetime.now(UTC).isoformat(), "results": [
-            {"id": "dns", "group": "network", "status": "pass", "finding": "ok", "remediation": "", "duration_ms": 3,
-             "evidence": {"resolver": "127.0.0.53"}},
-            {"id": "tls", "group": "network", "status": "fail", "finding": "expired", "remediation": "renew",
-             "duration_ms": 9, "evidence": {}},
-        ]})
+        c.post(
+            contract.AGENT_HEARTBEAT,
+            json={
+                "rows": [{"TimeGenerated": datetime.now(UTC).isoformat()}],
+                "sent_at": (datetime.now(UTC) + timedelta(seconds=30)).isoformat(),
+            },
+        )
+        r = c.post(
+            contract.AGENT_DIAGNOSTICS,
+            json={
+                "time": datetime.now(UTC).isoformat(),
+                "results": [
+                    {
+                        "id": "dns",
+                        "group": "network",
+                        "status": "pass",
+                        "finding": "ok",
+                        "remediation": "",
+                        "duration_ms": 3,
+                        "evidence": {"resolver": "127.0.0.53"},
+                    },
+                    {
+                        "id": "tls",
+                        "group": "network",
+                        "status": "fail",
+                        "finding": "expired",
+                        "remediation": "renew",
+                        "duration_ms": 9,
+                        "evidence": {},
+                    },
+                ],
+            },
+        )
         assert r.json() == {"accepted": 2}
         bad = c.post(contract.AGENT_DIAGNOSTICS, json={"results": [{"id": "x", "status": "maybe"}]})
         assert bad.status_code == 400 and "status" in bad.json()["detail"]
@@ -229,14 +273,20 @@ def test_metrics_exposition(collector: Collector, url: str) -> None:
         'outpost_dispatches_total{group="linux"} 1.0',
         'outpost_diagnose_check_failing{check="tls",group="linux",worker="w1"} 1.0',
         'outpost_diagnose_check_failing{check="dns",group="linux",worker="w1"} 0.0',
-        'outpost_build_info{version=',
+        "outpost_build_info{version=",
     ]:
         assert needle in text, needle
     # Job logs landed as Azure Automation sends them.
-    rows = q(url, "AzureDiagnostics | where Category == 'JobLogs' | project ResultType, RunbookName_s, RunOn_s,"
-                  " ResourceProvider | order by ResultType asc")["rows"]
-    assert rows == [["Completed", "Hello", "linux", "MICROSOFT.AUTOMATION"], ["New", "Hello", "linux",
-                    "MICROSOFT.AUTOMATION"], ["Started", "Hello", "linux", "MICROSOFT.AUTOMATION"]]
+    rows = q(
+        url,
+        "AzureDiagnostics | where Category == 'JobLogs' | project ResultType, RunbookName_s, RunOn_s,"
+        " ResourceProvider | order by ResultType asc",
+    )["rows"]
+    assert rows == [
+        ["Completed", "Hello", "linux", "MICROSOFT.AUTOMATION"],
+        ["New", "Hello", "linux", "MICROSOFT.AUTOMATION"],
+        ["Started", "Hello", "linux", "MICROSOFT.AUTOMATION"],
+    ]
     diag = q(url, "DiagnosticResults | where Status == 'fail' | project Computer, CheckId, Remediation")["rows"]
     assert diag == [["w1", "tls", "renew"]]
     # Staleness: no heartbeat for longer than stale_after_s (2 s) turns the worker down.
@@ -251,18 +301,27 @@ def test_metrics_exposition(collector: Collector, url: str) -> None:
 
 def test_outpost_query_cli(url: str) -> None:
     with worker(url) as c:
-        c.post(contract.AGENT_HEARTBEAT, json={"rows": [{"TimeGenerated": datetime.now(UTC).isoformat(),
-                                                         "HeartbeatId": "cli-1"}]})
+        c.post(
+            contract.AGENT_HEARTBEAT,
+            json={"rows": [{"TimeGenerated": datetime.now(UTC).isoformat(), "HeartbeatId": "cli-1"}]},
+        )
     env = {"OUTPOST_URL": url, "OUTPOST_TOKEN": ADMIN_TOKEN, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
     cmd = [sys.executable, "-m", "outpost.cli"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", "from outpost.cli import main; main()", *args], env=env,
-                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-c", "from outpost.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
 
     del cmd
-    table = run("query", "Heartbeat | summarize arg_max(TimeGenerated, *) by Computer | project Computer, "
-                         "WorkerGroup_s")
+    table = run(
+        "query", "Heartbeat | summarize arg_max(TimeGenerated, *) by Computer | project Computer, WorkerGroup_s"
+    )
     assert table.returncode == 0, table.stderr
     assert "w1" in table.stdout and "linux" in table.stdout
     as_json = run("query", "Heartbeat | project Computer", "--json")

@@ -20,8 +20,15 @@ from tests.telemetry.server import ADMIN_TOKEN, serve
 def collector(tmp_path: Path) -> Iterator[Collector]:
     c = Collector(tmp_path / "data")
     now = datetime.now(UTC)
-    rows = [{"TimeGenerated": (now - timedelta(minutes=i)).isoformat(), "OSType": "Linux", "HeartbeatId": f"h{i}",
-             "IsGatewayInstalled": False} for i in range(5)]
+    rows = [
+        {
+            "TimeGenerated": (now - timedelta(minutes=i)).isoformat(),
+            "OSType": "Linux",
+            "HeartbeatId": f"h{i}",
+            "IsGatewayInstalled": False,
+        }
+        for i in range(5)
+    ]
     c.ingest_heartbeats(rows, worker="w1", group="linux")
     yield c
     c.close()
@@ -33,8 +40,11 @@ def test_azure_kusto_data_client(collector: Collector) -> None:
 
     with serve(collector, anonymous=True) as url:
         client = KustoClient(KustoConnectionStringBuilder.with_no_authentication(url))
-        resp = client.execute("Outpost", "Heartbeat | summarize n = count(), last_seen = max(TimeGenerated), "
-                                         "gw = any(IsGatewayInstalled) by Computer, WorkerGroup_s")
+        resp = client.execute(
+            "Outpost",
+            "Heartbeat | summarize n = count(), last_seen = max(TimeGenerated), "
+            "gw = any(IsGatewayInstalled) by Computer, WorkerGroup_s",
+        )
         table = resp.primary_results[0]
         assert [c.column_name for c in table.columns] == ["Computer", "WorkerGroup_s", "n", "last_seen", "gw"]
         assert [c.column_type for c in table.columns] == ["string", "string", "long", "datetime", "bool"]
@@ -98,17 +108,23 @@ def test_stock_otel_exporters(collector: Collector) -> None:
     with serve(collector) as url:
         resource = Resource.create({"service.name": "outpost-agent"})
         tp = TracerProvider(resource=resource)
-        tp.add_span_processor(SimpleSpanProcessor(
-            OTLPSpanExporter(endpoint=f"{url}/v1/traces", headers=headers, compression=Compression.Gzip)))
+        tp.add_span_processor(
+            SimpleSpanProcessor(
+                OTLPSpanExporter(endpoint=f"{url}/v1/traces", headers=headers, compression=Compression.Gzip)
+            )
+        )
         tracer = tp.get_tracer("outpost.test")
-        with (tracer.start_as_current_span("job j1", attributes={"outpost.job_id": "j1"}) as parent,
-              tracer.start_as_current_span("runbook process")):
+        with (
+            tracer.start_as_current_span("job j1", attributes={"outpost.job_id": "j1"}) as parent,
+            tracer.start_as_current_span("runbook process"),
+        ):
             pass
         trace_id = format(parent.get_span_context().trace_id, "032x")
         tp.shutdown()
 
         reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=f"{url}/v1/metrics", headers=headers), export_interval_millis=60_000)
+            OTLPMetricExporter(endpoint=f"{url}/v1/metrics", headers=headers), export_interval_millis=60_000
+        )
         mp = MeterProvider(resource=resource, metric_readers=[reader])
         counter = mp.get_meter("outpost.test").create_counter("outpost.agent.jobs", unit="1")
         counter.add(3, {"status": "Completed"})
@@ -119,33 +135,62 @@ def test_stock_otel_exporters(collector: Collector) -> None:
 
         spans = collector.query(
             f"OTelSpans | where TraceId == '{trace_id}' | project Name, ParentSpanId, ServiceName, Attributes"
-            " | order by Name asc")
+            " | order by Name asc"
+        )
         assert [r[0] for r in spans.rows] == ["job j1", "runbook process"]
         assert spans.rows[0][1] is None and spans.rows[1][1] is not None
         assert spans.rows[0][2] == "outpost-agent" and spans.rows[0][3] == {"outpost.job_id": "j1"}
         # force_flush and shutdown both export (cumulative): take the latest point per metric
-        metrics = collector.query("OTelMetrics | summarize arg_max(TimeGenerated, MetricType, Value, Count, Sum)"
-                                  " by Name | project Name, MetricType, Value, Count, Sum | order by Name asc")
-        assert metrics.rows == [["outpost.agent.job.duration", "histogram", None, 1, 2.5],
-                                ["outpost.agent.jobs", "sum", 3.0, None, None]]
+        metrics = collector.query(
+            "OTelMetrics | summarize arg_max(TimeGenerated, MetricType, Value, Count, Sum)"
+            " by Name | project Name, MetricType, Value, Count, Sum | order by Name asc"
+        )
+        assert metrics.rows == [
+            ["outpost.agent.job.duration", "histogram", None, 1, 2.5],
+            ["outpost.agent.jobs", "sum", 3.0, None, None],
+        ]
 
         # The OTLP/HTTP status codes
         with httpx.Client(base_url=url, headers=headers) as c:
             bad = c.post("/v1/traces", content=b"\xff\x00garbage", headers={"Content-Type": "application/x-protobuf"})
             assert bad.status_code == 400
-            big = c.post("/v1/traces", content=gzip.compress(b"\0" * (9 * 1024 * 1024)),
-                         headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+            big = c.post(
+                "/v1/traces",
+                content=gzip.compress(b"\0" * (9 * 1024 * 1024)),
+                headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+            )
             assert big.status_code == 413
             media = c.post("/v1/traces", content=b"{}", headers={"Content-Type": "text/plain"})
             assert media.status_code == 415
             now_ns = int(datetime.now(UTC).timestamp() * 1e9)
-            body = {"resourceSpans": [{"resource": {"attributes": [
-                {"key": "service.name", "value": {"stringValue": "json-client"}}]},
-                "scopeSpans": [{"scope": {"name": "s"}, "spans": [
-                    {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "ok",
-                     "kind": 2, "startTimeUnixNano": str(now_ns), "endTimeUnixNano": str(now_ns + 1000)},
-                    {"traceId": "", "spanId": "eee19b7ec3c1b175", "name": "no trace id",
-                     "startTimeUnixNano": str(now_ns)}]}]}]}
+            body = {
+                "resourceSpans": [
+                    {
+                        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-client"}}]},
+                        "scopeSpans": [
+                            {
+                                "scope": {"name": "s"},
+                                "spans": [
+                                    {
+                                        "traceId": "5b8efff798038103d269b633813fc60c",
+                                        "spanId": "eee19b7ec3c1b174",
+                                        "name": "ok",
+                                        "kind": 2,
+                                        "startTimeUnixNano": str(now_ns),
+                                        "endTimeUnixNano": str(now_ns + 1000),
+                                    },
+                                    {
+                                        "traceId": "",
+                                        "spanId": "eee19b7ec3c1b175",
+                                        "name": "no trace id",
+                                        "startTimeUnixNano": str(now_ns),
+                                    },
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            }
             partial = c.post("/v1/traces", json=body)
             assert partial.status_code == 200
             assert partial.json()["partialSuccess"]["rejectedSpans"] == "1"

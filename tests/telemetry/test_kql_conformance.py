@@ -46,8 +46,10 @@ Check = Callable[[kql.QueryResult], None]
 def _01(r: kql.QueryResult) -> None:
     assert col(r, "Computer") == ["w3"]
     now = datetime.now(UTC)
-    assert col(r, "LastHeartbeat_Hours")[0] in {fleet.hours_since_w3_stopped(now - timedelta(seconds=60)),
-                                                fleet.hours_since_w3_stopped(now)}
+    assert col(r, "LastHeartbeat_Hours")[0] in {
+        fleet.hours_since_w3_stopped(now - timedelta(seconds=60)),
+        fleet.hours_since_w3_stopped(now),
+    }
 
 
 def _02(r: kql.QueryResult) -> None:
@@ -60,8 +62,15 @@ def _05(r: kql.QueryResult) -> None:
     for rec in records(r):
         by_type[rec["ResultType"]] = by_type.get(rec["ResultType"], 0) + rec["AggregatedValue"]
     # != is case-sensitive: "Started" rows stay in
-    assert by_type == {"New": 6, "Activating": 6, "Started": 6, "Completed": 3, "Failed": 1, "Stopped": 1,
-                       "Suspended": 1}
+    assert by_type == {
+        "New": 6,
+        "Activating": 6,
+        "Started": 6,
+        "Completed": 3,
+        "Failed": 1,
+        "Stopped": 1,
+        "Suspended": 1,
+    }
 
 
 def _06(r: kql.QueryResult) -> None:
@@ -77,8 +86,10 @@ def _08(r: kql.QueryResult) -> None:
 
 
 def _09(r: kql.QueryResult) -> None:
-    assert col(r, "ResultDescription") == ["boom: disk full", "giving up"] or sorted(
-        col(r, "ResultDescription")) == ["boom: disk full", "giving up"]
+    assert col(r, "ResultDescription") == ["boom: disk full", "giving up"] or sorted(col(r, "ResultDescription")) == [
+        "boom: disk full",
+        "giving up",
+    ]
     assert set(col(r, "JobId_g")) == {"job-broken"}
 
 
@@ -133,7 +144,10 @@ def _21(r: kql.QueryResult) -> None:
 
 def _23(r: kql.QueryResult) -> None:
     assert sorted(zip(col(r, "RunbookName_s"), col(r, "ResultType"), strict=True)) == [
-        ("Broken", "Failed"), ("Flaky", "Suspended"), ("Stopper", "Stopped")]
+        ("Broken", "Failed"),
+        ("Flaky", "Suspended"),
+        ("Stopper", "Stopped"),
+    ]
 
 
 def _24(r: kql.QueryResult) -> None:
@@ -175,12 +189,42 @@ def _rows(n: int) -> Check:
 
 
 CHECKS: dict[str, Check] = {
-    "01": _01, "02": _02, "03": _rows(1), "05": _05, "06": _06, "07": _07, "08": _08, "09": _09, "10": _rows(0),
-    "11": _11, "12": _12, "13": _rows(0), "14": _rows(0), "15": _15, "16": _16, "17": _17, "18": _18,
-    "19": lambda r: r.rows == [[0]] or pytest.fail(str(r.rows)), "20": _20, "21": _21,
-    "22": _rows(0), "23": _23, "24": _24, "26": _26, "27": _rows(3), "28": lambda r: r.rows == [[0, 0, True]]
-    or pytest.fail(str(r.rows)), "29": _29, "30": _rows(0), "31": _rows(0), "32": _rows(0), "33": _rows(0),
-    "34": _34, "35": _rows(3), "36": _36, "37": _37, "38": _38,
+    "01": _01,
+    "02": _02,
+    "03": _rows(1),
+    "05": _05,
+    "06": _06,
+    "07": _07,
+    "08": _08,
+    "09": _09,
+    "10": _rows(0),
+    "11": _11,
+    "12": _12,
+    "13": _rows(0),
+    "14": _rows(0),
+    "15": _15,
+    "16": _16,
+    "17": _17,
+    "18": _18,
+    "19": lambda r: r.rows == [[0]] or pytest.fail(str(r.rows)),
+    "20": _20,
+    "21": _21,
+    "22": _rows(0),
+    "23": _23,
+    "24": _24,
+    "26": _26,
+    "27": _rows(3),
+    "28": lambda r: r.rows == [[0, 0, True]] or pytest.fail(str(r.rows)),
+    "29": _29,
+    "30": _rows(0),
+    "31": _rows(0),
+    "32": _rows(0),
+    "33": _rows(0),
+    "34": _34,
+    "35": _rows(3),
+    "36": _36,
+    "37": _37,
+    "38": _38,
 }
 
 
