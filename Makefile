@@ -15,6 +15,7 @@ test:
 lint:
 	@scripts/bootstrap.sh
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 bench:
 	@scripts/bootstrap.sh
