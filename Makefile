@@ -10,7 +10,7 @@ server:
 test:
 	@scripts/bootstrap.sh
 	@scripts/system-deps.sh
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n 3 --dist loadfile $(PYTEST_ARGS)
 
 lint:
 	@scripts/bootstrap.sh

@@ -115,8 +115,14 @@ def test_maintenance_windows_over_http(served: tuple[str, AlertEvaluator]) -> No
         assert client.post("/api/v1/alerts/evaluate").json()["alerts"][0]["state"] == "firing"
 
 
-def test_cli_lists_alerts_as_table_and_json(served: tuple[str, AlertEvaluator]) -> None:
+def test_cli_lists_alerts_as_table_and_json(
+    served: tuple[str, AlertEvaluator], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, _ = served
+    # The shared Rich console fixes its width when first imported; make the table wide enough here.
+    from outpost.commands import common
+
+    monkeypatch.setattr(common.console, "width", 200)
     runner = CliRunner()
     conn = ["--url", url, "--token", TOKEN]
     table = runner.invoke(alerts_cli, ["list", *conn], env={"COLUMNS": "200"})
