@@ -36,6 +36,7 @@ class Endpoint:
     source: str  # "server URL", "endpoints document", "azure"
     required: bool = True
     expect: str | None = None  # "public" / "private" when the answer kind is known in advance
+    tls: bool = True  # False for a plain-http:// endpoint: the TLS and certificate checks then skip
 
     @property
     def target(self) -> str:

@@ -29,11 +29,11 @@ def collect(ctx: Context) -> EndpointList:
     url = ctx.server_url
     if url:
         try:
-            _, host, port = split_url(url)
+            scheme, host, port = split_url(url)
         except ValueError as exc:
             found.error = str(exc)
         else:
-            add(Endpoint(host, port, "Outpost server (from the server URL)", "server URL"))
+            add(Endpoint(host, port, "Outpost server (from the server URL)", "server URL", tls=scheme == "https"))
             _from_document(ctx, found, add)
     if ctx.options.azure_region:
         region = regions.find_region(ctx.options.azure_region)
@@ -69,4 +69,9 @@ def _from_document(ctx: Context, found: EndpointList, add: Any) -> None:
             continue
         expect = item.get("network") if item.get("network") in ("public", "private") else None
         purpose = str(item.get("purpose") or "required by the server")
-        add(Endpoint(host.strip("[]"), port, purpose, "endpoints document", bool(item.get("required", True)), expect))
+        tls = not str(item.get("url") or "").startswith("http://")
+        add(
+            Endpoint(
+                host.strip("[]"), port, purpose, "endpoints document", bool(item.get("required", True)), expect, tls=tls
+            )
+        )

@@ -83,10 +83,10 @@ def _endpoints(ctx: Context, options: Options, run_deadline: float) -> list[Endp
     from diagnostics.context import split_url
 
     try:
-        _, host, port = split_url(ctx.server_url or "")
+        scheme, host, port = split_url(ctx.server_url or "")
     except ValueError:
         return []
-    return [Endpoint(host, port, "Outpost server (from the server URL)", "server URL")]
+    return [Endpoint(host, port, "Outpost server (from the server URL)", "server URL", tls=scheme == "https")]
 
 
 def _run_parallel(ctx: Context, spec: CheckSpec, endpoints: list[Endpoint], run_deadline: float) -> list[CheckResult]:

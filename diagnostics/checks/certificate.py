@@ -78,6 +78,8 @@ def _ca_subjects(ca_file: str | None) -> list[str]:
 
 
 def verify(ctx: Context, ep: Endpoint) -> Outcome:
+    if not ep.tls:
+        return skip(f"{ep.target} is a plain-HTTP endpoint: no TLS to check (config.registration warns about it)")
     result: TlsResult = ctx.tls(ep)
     command = f"openssl s_client -connect {ep.target} -servername {ep.host} -showcerts </dev/null"
     if ctx.ca_file:

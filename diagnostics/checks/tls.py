@@ -23,6 +23,8 @@ def _protocol_hint(reason: str) -> str:
 
 
 def handshake(ctx: Context, ep: Endpoint) -> Outcome:
+    if not ep.tls:
+        return skip(f"{ep.target} is a plain-HTTP endpoint: no TLS to check (config.registration warns about it)")
     result: TlsResult = ctx.tls(ep)
     command = f"openssl s_client -connect {ep.target} -servername {ep.host} </dev/null"
     evidence = {
