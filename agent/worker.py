@@ -21,7 +21,7 @@ from agent.runner import JobRun, RunOptions
 from agent.runtime import resolve_python3
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
-from outpost.contract import AGENT_POLL, JobAssignment, JobStatus
+from outpost.contract import AGENT_POLL, JobAssignment, JobStatus, PollResponse
 from outpost.http import ApiError, make_client, request
 from outpost.settings import LONG_POLL_HOLD_S, REQUEST_TIMEOUT_S
 from outpost.state import AgentState, Registration
@@ -126,11 +126,12 @@ class Agent:
             except OSError as exc:  # a full disk must not stop the agent from working
                 log.warning("cannot update %s: %s", self.state.status_path, exc)
 
-    def poll_once(self) -> JobAssignment | None:
+    def poll_once(self, free: int = 1) -> list[JobAssignment]:
+        """Ask for up to `free` jobs (this worker's free slots), holding up to the poll hold time."""
         hold = self.opts.poll_hold_s
         self._in_poll = True
         try:
-            response = request(self.client, "POST", AGENT_POLL, params={"wait": hold}, timeout=hold + 5)
+            response = request(self.client, "POST", AGENT_POLL, params={"wait": hold, "max": free}, timeout=hold + 5)
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise CredentialRejected(exc.message) from None
@@ -139,8 +140,8 @@ class Agent:
             self._in_poll = False
         self._note(last_poll_ok=datetime.now(UTC).isoformat())
         if response.status_code == 204:
-            return None
-        return JobAssignment.model_validate(response.json())
+            return []
+        return PollResponse.model_validate_json(response.content).jobs
 
     def _run_job(self, job: JobAssignment) -> None:
         run = JobRun(self.client, job, self.run_options)
@@ -152,6 +153,17 @@ class Agent:
         finally:
             with self._runs_lock:
                 self._runs.pop(job.job_id, None)
+            self._slots.release()
+
+    def _take_free_slots(self) -> int:
+        """After one slot is held: take every other free one too, without waiting."""
+        taken = 1
+        while taken < self.opts.concurrency and self._slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def _release_slots(self, count: int) -> None:
+        for _ in range(count):
             self._slots.release()
 
     def interrupt(self) -> None:
@@ -204,17 +216,18 @@ class Agent:
             while not self.stop_event.is_set():
                 if not self._slots.acquire(timeout=0.5):
                     continue
+                free = self._take_free_slots()
                 try:
-                    job = self.poll_once()
+                    jobs = self.poll_once(free)
                 except PollInterrupted:
-                    self._slots.release()
+                    self._release_slots(free)
                     break
                 except CredentialRejected as exc:
-                    self._slots.release()
+                    self._release_slots(free)
                     log.error("%s", exc)
                     return 3
                 except ApiError as exc:
-                    self._slots.release()
+                    self._release_slots(free)
                     failures += 1
                     if failures == POLL_FAILURES_BEFORE_CHECK and selfcheck is not None:
                         selfcheck.trigger()
@@ -225,13 +238,14 @@ class Agent:
                     continue
                 backoff = 0.0
                 failures = 0
-                if job is None:
-                    self._slots.release()
-                    if self.opts.poll_interval_s > 0:
-                        self.stop_event.wait(self.opts.poll_interval_s)
-                    continue
-                log.info("job %s (%s) claimed", job.job_id, job.runbook)
-                threading.Thread(target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True).start()
+                self._release_slots(free - len(jobs))  # each job releases its own slot when it ends
+                for job in jobs:
+                    log.info("job %s (%s) claimed", job.job_id, job.runbook)
+                    threading.Thread(
+                        target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True
+                    ).start()
+                if not jobs and self.opts.poll_interval_s > 0:
+                    self.stop_event.wait(self.opts.poll_interval_s)
         finally:
             self.stop_event.set()
             self._drain()

@@ -23,6 +23,7 @@ from outpost.contract import FINAL_STATUSES, JobParam
 from outpost.observer import WorkerIdentity
 
 RECHECK_S = 5.0  # waiters re-read the store this often even without a wake-up
+MAX_JOBS_PER_POLL = 64
 
 
 class DraftBody(BaseModel):
@@ -185,18 +186,19 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         workers.deregister(cp, identity)
         return Response(status_code=204)
 
-    @r.post(c.AGENT_POLL, response_model=c.JobAssignment, responses={204: {"description": "no job in the hold time"}})
+    @r.post(c.AGENT_POLL, response_model=c.PollResponse, responses={204: {"description": "no job in the hold time"}})
     async def poll(
         request: Request,
         wait: float = Query(cp.poll_hold_s, ge=0, le=60, description="hold the request up to this long"),
+        max_jobs: int = Query(1, alias="max", ge=1, le=MAX_JOBS_PER_POLL, description="the worker's free slots"),
         identity: WorkerIdentity = Depends(require_worker),
     ) -> Response:
-        def check() -> c.JobAssignment | None:
-            return dispatch.claim(cp, identity)
+        def check() -> list[c.JobAssignment]:
+            return dispatch.claim(cp, identity, max_jobs)
 
-        job = await _wait_for(cp, group_topic(identity.group), wait, check, request)
-        cp.observer.on_poll(identity, job is not None)
-        return _json(job) if job is not None else Response(status_code=204)
+        jobs = await _wait_for(cp, group_topic(identity.group), wait, check, request)
+        cp.observer.on_poll(identity, bool(jobs))
+        return _json(c.PollResponse(jobs=jobs)) if jobs else Response(status_code=204)
 
     @r.post(c.AGENT_LEASE, response_model=c.LeaseResponse)
     def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> Response:

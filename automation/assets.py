@@ -17,7 +17,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from sqlalchemy import select as sa_select
 from sqlmodel import select
 
 from automation import crypto
@@ -260,18 +259,6 @@ def set_group_run_as(cp: ControlPlane, group: str, credential: str | None) -> di
         s.add(g)
         s.commit()
     return {"group": group, "run_as_credential": credential}
-
-
-def run_as_of(cp: ControlPlane, group_id: int) -> tuple[str | None, str | None]:
-    """(user name, credential name) of a group's RunAs account, or (None, None): run as the agent's user."""
-    with cp.reading() as s:
-        cred = s.execute(sa_select(WorkerGroup.run_as_credential).where(WorkerGroup.id == group_id)).scalar()
-        if not cred:
-            return None, None
-        row = s.exec(select(Asset).where(Asset.kind == "credential", Asset.name == cred)).first()
-    if row is None:
-        return None, None
-    return json.loads(row.public_json).get("username"), cred
 
 
 # -- job-scoped access (worker credential, lease held) ---------------------------------------

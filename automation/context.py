@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from automation.notify import Notifier
@@ -43,6 +43,14 @@ class ControlPlane:
         lock = self._sqlite_writer if self.dialect == "sqlite" else contextlib.nullcontext()
         with lock, Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction on a bare connection, for the hot queue statements (create, claim,
+        events, lease): they run on every job, and the ORM's unit of work cost more than the SQL."""
+        lock = self._sqlite_writer if self.dialect == "sqlite" else contextlib.nullcontext()
+        with lock, self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

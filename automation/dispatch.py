@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from automation import tracing
+from automation import queue_sql, tracing
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict
 from automation.jobs import event_of
 from automation.models import Job, JobStream, Worker, WorkerGroup, utcnow
 from automation.notify import group_topic, job_topic
+from automation.queue_sql import HELD
 from outpost.contract import (
     FINAL_STATUSES,
     EventAck,
@@ -33,10 +35,8 @@ from outpost.contract import (
     LeaseResponse,
     RunbookType,
 )
-from outpost.observer import GroupSnapshot, JobEvent, WorkerIdentity
+from outpost.observer import GroupSnapshot, WorkerIdentity
 from outpost.settings import MAX_ACTIVATIONS
-
-HELD = (JobStatus.ACTIVATING, JobStatus.RUNNING, JobStatus.STOPPING)
 
 # Status changes an agent may report, from -> allowed targets.
 _AGENT_TRANSITIONS: dict[str, set[str]] = {
@@ -46,69 +46,64 @@ _AGENT_TRANSITIONS: dict[str, set[str]] = {
 }
 
 
-def claim(cp: ControlPlane, identity: WorkerIdentity) -> JobAssignment | None:
-    now = utcnow()
-    # The group id by name inside the statement: one round trip per poll, and the queue index still applies.
-    group_id = select(WorkerGroup.id).where(WorkerGroup.name == identity.group).scalar_subquery()
-    oldest = (
-        select(Job.id)
-        .where(Job.group_id == group_id, Job.status == JobStatus.NEW)
-        .order_by(Job.created_at, Job.id)
-        .limit(1)
-    )
-    if cp.dialect == "postgresql":
-        oldest = oldest.with_for_update(skip_locked=True)
-    stmt = (
-        update(Job)
-        .where(Job.id == oldest.scalar_subquery(), Job.status == JobStatus.NEW)
-        .values(
-            status=JobStatus.ACTIVATING,
-            worker_id=identity.worker_id,
-            worker_name=identity.name,
-            activations=Job.activations + 1,
-            lease_expires_at=now + timedelta(seconds=cp.lease_seconds),
-            last_status_at=now,
-            status_reason=None,
-        )
-        .returning(Job)
-        .execution_options(synchronize_session=False)
-    )
-    with cp.session() as s:
-        job = s.execute(stmt).scalars().first()
-        s.commit()
-    if job is None:
-        return None
-    cp.observer.on_job_status(event_of(job))
-    tracing.job_claimed(job.traceparent, job.id, identity.name, job.created_at, now, job.activations)
-    from automation.assets import run_as_of  # late: assets imports this module
+def claim(cp: ControlPlane, identity: WorkerIdentity, limit: int = 1) -> list[JobAssignment]:
+    """Hand the oldest `limit` New jobs of the worker's group to it, oldest first.
 
-    run_as, run_as_credential = run_as_of(cp, job.group_id)
-    return JobAssignment(
-        job_id=job.id,
-        runbook=job.runbook_name,
-        runbook_type=RunbookType(job.runbook_type),
-        content=job.content,
-        params=[JobParam(**p) for p in json.loads(job.params_json)],
-        timeout_s=job.timeout_s,
-        lease_seconds=cp.lease_seconds,
-        activation=job.activations,
-        traceparent=job.traceparent,
-        run_as=run_as,
-        run_as_credential=run_as_credential,
-    )
+    A worker asks for as many jobs as it has free slots, so a backlog drains in a few
+    polls rather than one poll per job.
+    """
+    now = utcnow()
+    with cp.transaction() as conn:
+        claimed = conn.execute(
+            queue_sql.CLAIM[cp.dialect],
+            {
+                "group": identity.group,
+                "limit": limit,
+                "b_worker_id": identity.worker_id,
+                "b_worker_name": identity.name,
+                "b_lease_expires_at": now + timedelta(seconds=cp.lease_seconds),
+                "b_now": now,
+            },
+        ).all()
+        if not claimed:
+            return []
+        run_as_row = conn.execute(queue_sql.RUN_AS, {"group_id": claimed[0].group_id}).first()
+    run_as, run_as_credential = _run_as(run_as_row)
+    out = []
+    for job in sorted(claimed, key=lambda j: (j.created_at, j.id)):
+        cp.observer.on_job_status(event_of(job))
+        tracing.job_claimed(job.traceparent, job.id, identity.name, job.created_at, now, job.activations)
+        out.append(
+            JobAssignment(
+                job_id=job.id,
+                runbook=job.runbook_name,
+                runbook_type=RunbookType(job.runbook_type),
+                content=job.content,
+                params=[JobParam(**p) for p in json.loads(job.params_json)],
+                timeout_s=job.timeout_s,
+                lease_seconds=cp.lease_seconds,
+                activation=job.activations,
+                traceparent=job.traceparent,
+                run_as=run_as,
+                run_as_credential=run_as_credential,
+            )
+        )
+    return out
+
+
+def _run_as(row: Row[Any] | None) -> tuple[str | None, str | None]:
+    """(user name, credential name) of the group's RunAs account, or (None, None): the agent's user."""
+    if row is None or not row.run_as_credential or row.public_json is None:
+        return None, None
+    return json.loads(row.public_json).get("username"), row.run_as_credential
 
 
 def renew(cp: ControlPlane, identity: WorkerIdentity, job_id: str) -> LeaseResponse:
     expires = utcnow() + timedelta(seconds=cp.lease_seconds)
-    with cp.session() as s:
-        row = s.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.worker_id == identity.worker_id, Job.status.in_(HELD))  # type: ignore[attr-defined]
-            .values(lease_expires_at=expires)
-            .returning(Job.stop_requested)
-            .execution_options(synchronize_session=False)
+    with cp.transaction() as conn:
+        row = conn.execute(
+            queue_sql.RENEW, {"b_job_id": job_id, "holder": identity.worker_id, "b_expires": expires}
         ).first()
-        s.commit()
     if row is None:
         raise Conflict(f"job {job_id} is not held by this worker (lease lost, job ended, or never claimed)")
     return LeaseResponse(lease_expires_at=expires.isoformat(), actions=["stop"] if row[0] else [])
@@ -148,51 +143,52 @@ def _started_at(reported: str | None, claimed_at: datetime, now: datetime) -> da
 def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch: EventBatch) -> EventAck:
     """Store stream records (idempotent by seq) and apply an optional status change."""
     now = utcnow()
-    with cp.session() as s:
-        job = s.get(Job, job_id)
+    changes: dict[str, Any] = {}
+    started: dict[str, Any] | None = None
+    with cp.transaction() as conn:
+        job = conn.execute(queue_sql.JOB_FOR_EVENTS[cp.dialect], {"job_id": job_id}).first()
         if job is None or job.worker_id != identity.worker_id:
             raise Conflict(f"job {job_id} is not held by this worker")
-        if job.status in FINAL_STATUSES:
-            # A retried final batch after success: accept records idempotently, change nothing.
-            inserted = _insert_streams(cp, s, job_id, batch)
-            s.commit()
-            return EventAck(accepted=inserted, duplicates=len(batch.records) - inserted, status=job.status)
-        inserted = _insert_streams(cp, s, job_id, batch)
-        changed = False
-        started: JobEvent | None = None
-        if batch.status is not None and batch.status.status != job.status:
+        inserted = _insert_streams(cp, conn, job_id, batch)
+        status = job.status
+        # A retried final batch after success: its records are taken idempotently, nothing else changes.
+        if batch.status is not None and batch.status.status != status and status not in FINAL_STATUSES:
             target = batch.status.status
             started_at = _started_at(batch.status.started_at, job.last_status_at, now)
-            if job.status == JobStatus.ACTIVATING and target in FINAL_STATUSES and batch.status.started_at:
+            if status == JobStatus.ACTIVATING and target in FINAL_STATUSES and batch.status.started_at:
                 # Start and end in one batch: record the Running it went through.
-                job.status, job.started_at, job.last_status_at = JobStatus.RUNNING, started_at, started_at
-                started = event_of(job)
-            if target not in _AGENT_TRANSITIONS.get(job.status, set()):
-                raise Conflict(f"job {job_id} cannot go from {job.status} to {target}")
-            if job.status == JobStatus.STOPPING and target == JobStatus.RUNNING:
+                status = JobStatus.RUNNING
+                started = {"status": status, "started_at": started_at, "last_status_at": started_at}
+                changes.update(started)
+            if target not in _AGENT_TRANSITIONS.get(status, set()):
+                raise Conflict(f"job {job_id} cannot go from {status} to {target}")
+            if status == JobStatus.STOPPING and target == JobStatus.RUNNING:
                 target = JobStatus.STOPPING  # a stop already requested wins over a late "Running"
-            if target != job.status:
-                job.status = target
-                job.last_status_at = now
-                changed = True
+            if target != status:
+                changes.update(status=target, last_status_at=now)
             if target == JobStatus.RUNNING:
-                job.started_at = started_at
+                changes["started_at"] = started_at
             if target in FINAL_STATUSES:
-                job.ended_at = now
-                job.lease_expires_at = None
-                job.exit_code = batch.status.exit_code
-                job.status_reason = batch.status.reason
-            s.add(job)
-        s.commit()
+                changes.update(
+                    ended_at=now,
+                    lease_expires_at=None,
+                    exit_code=batch.status.exit_code,
+                    status_reason=batch.status.reason,
+                )
+        if changes:
+            values = {f"b_{c}": changes.get(c, getattr(job, c)) for c in queue_sql.EVENT_COLUMNS}
+            conn.execute(queue_sql.APPLY_EVENT, {"job_id": job_id, **values})
+    after = SimpleNamespace(**{**job._mapping, **changes})
     if started is not None:
-        cp.observer.on_job_status(started)
+        cp.observer.on_job_status(event_of(SimpleNamespace(**{**job._mapping, **started})))
     if batch.records:
-        cp.observer.on_job_streams(event_of(job), batch.records)
+        cp.observer.on_job_streams(event_of(after), batch.records)
+    changed = after.status != job.status
     if changed:
-        cp.observer.on_job_status(event_of(job))
+        cp.observer.on_job_status(event_of(after))
     if inserted or changed:
         cp.notifier.wake(job_topic(job_id))
-    return EventAck(accepted=inserted, duplicates=len(batch.records) - inserted, status=job.status)
+    return EventAck(accepted=inserted, duplicates=len(batch.records) - inserted, status=after.status)
 
 
 def reap(cp: ControlPlane) -> int:

@@ -6,15 +6,16 @@ import json
 import re
 import uuid
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import Row, func, update
 from sqlmodel import select
 
-from automation import runbooks, tracing
+from automation import queue_sql, tracing
 from automation.context import ControlPlane
 from automation.errors import BadRequest, NotFound
-from automation.models import Job, JobStream, WorkerGroup, utcnow
+from automation.models import Job, JobStream, utcnow
 from automation.notify import group_topic, job_topic
 from outpost.contract import PARAM_NAME_RE, JobParam, JobStatus
 from outpost.observer import JobEvent
@@ -28,7 +29,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def view(job: Job) -> dict[str, Any]:
+def view(job: Job | Row[Any] | SimpleNamespace) -> dict[str, Any]:
     return {
         "id": job.id,
         "runbook": job.runbook_name,
@@ -48,7 +49,7 @@ def view(job: Job) -> dict[str, Any]:
     }
 
 
-def event_of(job: Job, description: str | None = None) -> JobEvent:
+def event_of(job: Job | Row[Any] | SimpleNamespace, description: str | None = None) -> JobEvent:
     return JobEvent(
         job_id=job.id,
         runbook=job.runbook_name,
@@ -116,29 +117,46 @@ def create(
     validate_params(params)
     if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):
         raise BadRequest(f"timeout must be between 0 and {MAX_TIMEOUT_S} seconds")
-    rb = runbooks.published(cp, runbook)
     job_id = str(uuid.uuid4())
-    traceparent = tracing.job_created(job_id, rb.name, run_on, parent_traceparent)
-    with cp.session() as s:
-        group = s.exec(select(WorkerGroup).where(WorkerGroup.name == run_on)).first()
+    now = utcnow()
+    with cp.transaction() as conn:
+        rb = conn.execute(queue_sql.RUNBOOK_BY_NAME, {"name": runbook}).first()
+        if rb is None:
+            raise NotFound(f"runbook {runbook!r} does not exist")
+        if not rb.published_version or rb.published_content is None:
+            raise BadRequest(f"runbook {runbook} has no published version; publish it first")
+        group = conn.execute(queue_sql.GROUP_BY_NAME, {"name": run_on}).first()
         if group is None:
             raise NotFound(f"worker group {run_on!r} does not exist; register a worker into it first")
-        job = Job(
-            id=job_id,
-            runbook_id=rb.id,  # type: ignore[arg-type]
-            runbook_name=rb.name,
-            runbook_version=rb.published_version,
-            runbook_type=rb.published_type or rb.runbook_type,
-            content=rb.published_content or "",
-            group_id=group.id,  # type: ignore[arg-type]
-            group_name=group.name,
-            params_json=json.dumps([p.model_dump() for p in params]),
-            timeout_s=timeout_s,
-            retry_on_worker_loss=rb.retry_on_worker_loss,
-            traceparent=traceparent,
-        )
-        s.add(job)
-        s.commit()
+        job = conn.execute(
+            queue_sql.INSERT_JOB,
+            {
+                "id": job_id,
+                "runbook_id": rb.id,
+                "runbook_name": rb.name,
+                "runbook_version": rb.published_version,
+                "runbook_type": rb.published_type or rb.runbook_type,
+                "content": rb.published_content,
+                "group_id": group.id,
+                "group_name": group.name,
+                "params_json": json.dumps([p.model_dump() for p in params]),
+                "timeout_s": timeout_s,
+                "retry_on_worker_loss": rb.retry_on_worker_loss,
+                "traceparent": tracing.job_created(job_id, rb.name, run_on, parent_traceparent),
+                "status": JobStatus.NEW,
+                "status_reason": None,
+                "worker_id": None,
+                "worker_name": None,
+                "activations": 0,
+                "stop_requested": False,
+                "exit_code": None,
+                "lease_expires_at": None,
+                "created_at": now,
+                "started_at": None,
+                "ended_at": None,
+                "last_status_at": now,
+            },
+        ).one()
     cp.notifier.wake(group_topic(job.group_name))
     cp.observer.on_job_status(event_of(job))
     return view(job)

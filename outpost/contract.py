@@ -111,6 +111,12 @@ class JobAssignment(BaseModel):
     run_as_credential: str | None = None  # that asset's name, for messages
 
 
+class PollResponse(BaseModel):
+    """A poll's answer: up to `max` jobs (the worker's free slots), oldest first; 204 when none came."""
+
+    jobs: list[JobAssignment]
+
+
 class LeaseResponse(BaseModel):
     lease_expires_at: str
     actions: list[str] = Field(default_factory=list)  # "stop"

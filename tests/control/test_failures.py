@@ -155,7 +155,7 @@ def test_retried_event_batch_never_duplicates(server):
     import httpx
 
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {reg['credential']}"}) as w:
-        job = w.post("/api/v1/agent/poll", params={"wait": 5}).json()
+        (job,) = w.post("/api/v1/agent/poll", params={"wait": 5}).json()["jobs"]
         assert job["job_id"] == job_id
         batch = {
             "records": [
