@@ -5,6 +5,10 @@ re-queued job's second activation never collides with its first) and sent in
 batches: at 100 records or 500 ms after the first pending one, whichever comes
 first. A batch that fails is retried as-is; the service ignores seqs it already
 has, so a retry never duplicates a line.
+
+The batches of all the worker's jobs travel through one `EventPoster`: whatever is
+ready while a request is in flight goes together in the next one. A lone job's batch
+leaves at once; under load, many jobs' batches share a request.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from outpost.contract import AGENT_EVENTS, JobStatus, StreamType
+from outpost.contract import AGENT_EVENTS, MAX_JOBS_PER_EVENTS_POST, EventsAnswer, JobStatus, StreamType
 from outpost.http import ApiError, request
 
 log = logging.getLogger("outpost.agent")
@@ -28,9 +32,80 @@ MAX_PENDING = 200_000  # beyond this the producer waits (backpressure on the run
 RETRY_CAP_S = 15.0
 
 
-class EventShipper:
-    def __init__(self, client: httpx.Client, job_id: str, activation: int, *, give_up_after_s: float = 600.0) -> None:
+POST_BYTES = 1 << 20  # a request stops taking more jobs' batches past about this much text
+
+
+class _Send:
+    def __init__(self, job_id: str, body: dict[str, object]) -> None:
+        self.job_id = job_id
+        self.body = body
+        self.size = sum(len(str(r["text"])) for r in body["records"]) + 200  # type: ignore[attr-defined]
+        self.done = threading.Event()
+        self.error: ApiError | None = None
+
+
+class EventPoster:
+    """One sender thread for the event batches of every job of this worker."""
+
+    def __init__(self, client: httpx.Client) -> None:
         self._client = client
+        self._queue: deque[_Send] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def send(self, job_id: str, body: dict[str, object]) -> None:
+        """Deliver one job's batch; raise ApiError as a request of its own would (409: not held)."""
+        item = _Send(job_id, body)
+        with self._cond:
+            self._queue.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+
+    def _take(self) -> list[_Send]:
+        with self._cond:
+            while not self._queue:
+                self._cond.wait()
+            taken = [self._queue.popleft()]
+            size = taken[0].size
+            while self._queue and len(taken) < MAX_JOBS_PER_EVENTS_POST and size + self._queue[0].size <= POST_BYTES:
+                size += self._queue[0].size
+                taken.append(self._queue.popleft())
+            return taken
+
+    def _run(self) -> None:
+        while True:
+            items = self._take()
+            try:
+                response = request(
+                    self._client,
+                    "POST",
+                    AGENT_EVENTS,
+                    json={"batches": [{"job_id": i.job_id, **i.body} for i in items]},
+                )
+                results = EventsAnswer.model_validate_json(response.content).results
+                if len(results) != len(items):
+                    raise ApiError(0, f"the service answered {len(results)} results for {len(items)} batches")
+                for item, result in zip(items, results, strict=True):
+                    if result.ack is None:
+                        item.error = ApiError(result.error_status or 0, f"{result.error} (HTTP {result.error_status})")
+            except ApiError as exc:
+                for item in items:
+                    item.error = exc
+            except Exception as exc:  # an unreadable answer: each shipper retries its batch
+                for item in items:
+                    item.error = ApiError(0, f"unreadable answer to events: {exc}")
+            for item in items:
+                item.done.set()
+
+
+class EventShipper:
+    def __init__(self, poster: EventPoster, job_id: str, activation: int, *, give_up_after_s: float = 600.0) -> None:
+        self._poster = poster
         self._job_id = job_id
         self._next_seq = activation << 32
         self._pending: deque[dict[str, object]] = deque()
@@ -136,7 +211,7 @@ class EventShipper:
             if status is not None:
                 body["status"] = status
             try:
-                request(self._client, "POST", AGENT_EVENTS.format(job_id=self._job_id), json=body)
+                self._poster.send(self._job_id, body)
             except ApiError as exc:
                 if exc.status == 409:  # job ended or re-assigned: nothing we send can land
                     log.warning("job %s: service refused events: %s", self._job_id, exc.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -14,14 +15,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
 from agent import observe
 from agent.assets_proxy import AssetsProxy
 from agent.classify import classify_stdout, decode_line, split_long
-from agent.events import EventShipper
+from agent.events import EventPoster, EventShipper
 from agent.observe import JobMetrics
 from agent.runtime import (
     RunAsUser,
@@ -41,12 +42,14 @@ SUFFIX = {RunbookType.PYTHON3: ".py", RunbookType.BASH: ".sh", RunbookType.PWSH:
 # Never hand the agent's own secrets to a runbook.
 _SCRUB_ENV = ("OUTPOST_TOKEN", "OUTPOST_MASTER_KEY")
 SDK_FILE = Path(__file__).parent / "sdk" / "automationassets.py"
+MAX_PARTIAL_LINE = 1 << 20  # bytes of a line without its newline held before they go out as records
 
 
 @dataclass
 class RunOptions:
     work_root: Path
     worker_name: str
+    events: EventPoster  # shared by all the worker's jobs
     stop_grace_s: float = 10.0
     lease_renew_s: float = 3.0
     python: str | None = None
@@ -83,7 +86,7 @@ class JobRun:
         self.client = client
         self.job = job
         self.opts = options
-        self.events = EventShipper(client, job.job_id, job.activation)
+        self.events = EventShipper(options.events, job.job_id, job.activation)
         self._proc: subprocess.Popen[bytes] | None = None
         self._stop_reason: str | None = None  # set once a stop or timeout begins
         self._stop_status = JobStatus.STOPPED
@@ -135,13 +138,69 @@ class JobRun:
         self._signal_group(proc, signal.SIGKILL)
 
     # -- output ----------------------------------------------------------------
-    def _pump(self, pipe: IO[bytes], is_stderr: bool) -> None:
-        for raw in iter(pipe.readline, b""):
-            line = decode_line(raw)
-            stream, text = (StreamType.ERROR, line) if is_stderr else classify_stdout(line)
-            for part in split_long(text):
-                self.events.record(stream, part)
-        pipe.close()
+    def _emit(self, raw: bytes, is_stderr: bool) -> None:
+        line = decode_line(raw)
+        stream, text = (StreamType.ERROR, line) if is_stderr else classify_stdout(line)
+        for part in split_long(text):
+            self.events.record(stream, part)
+
+    def _supervise(self, proc: subprocess.Popen[bytes], deadline: float | None) -> int:
+        """Read both pipes line by line and wait for the exit, in this one thread; return the exit code.
+
+        One selector over stdout, stderr and a pidfd of the process: no reader threads per
+        job, and the exit is seen when it happens rather than at the next poll of waitpid.
+        """
+        assert proc.stdout is not None and proc.stderr is not None
+        sel = selectors.DefaultSelector()
+        partial: dict[bool, bytes] = {False: b"", True: b""}
+        for pipe, is_stderr in ((proc.stdout, False), (proc.stderr, True)):
+            sel.register(pipe, selectors.EVENT_READ, is_stderr)
+        try:
+            pidfd: int | None = os.pidfd_open(proc.pid)
+            sel.register(pidfd, selectors.EVENT_READ, None)
+        except OSError:  # no pidfds here (old kernel, seccomp): look at the process between reads
+            pidfd = None
+        code: int | None = None
+        try:
+            while sel.get_map() or code is None:
+                timeout = 0.5 if pidfd is not None else 0.05
+                if deadline is not None and self._stop_reason is None:
+                    timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+                for key, _ in sel.select(timeout):
+                    if key.data is None:  # the pidfd: the runbook's process has exited
+                        sel.unregister(key.fd)
+                        code = self._reap(proc)
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    is_stderr = key.data
+                    if not chunk:
+                        sel.unregister(key.fd)
+                        if partial[is_stderr]:
+                            self._emit(partial[is_stderr], is_stderr)
+                        continue
+                    *lines, partial[is_stderr] = (partial[is_stderr] + chunk).split(b"\n")
+                    for line in lines:
+                        self._emit(line, is_stderr)
+                    if len(partial[is_stderr]) > MAX_PARTIAL_LINE:  # no newline in sight: ship what we have
+                        self._emit(partial[is_stderr], is_stderr)
+                        partial[is_stderr] = b""
+                if pidfd is None and code is None and proc.poll() is not None:
+                    code = self._reap(proc)
+                if code is None and deadline is not None and self._stop_reason is None and time.monotonic() >= deadline:
+                    self.stop(f"timed out after {self.job.timeout_s:g} s", JobStatus.FAILED)
+        finally:
+            sel.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            for pipe in (proc.stdout, proc.stderr):
+                pipe.close()
+        return code
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> int:
+        code = proc.wait()
+        # Children left in the group would hold the pipes open; the job is over for them too.
+        self._signal_group(proc, signal.SIGKILL)
+        return code
 
     # -- the job ---------------------------------------------------------------
     def run(self) -> JobStatus:
@@ -244,28 +303,8 @@ class JobRun:
         self.events.started()
         if self._stop_reason is not None:  # a stop arrived while starting
             self._terminate(self._proc, 0)
-        pumps = [
-            threading.Thread(target=self._pump, args=(self._proc.stdout, False), daemon=True),
-            threading.Thread(target=self._pump, args=(self._proc.stderr, True), daemon=True),
-        ]
-        for t in pumps:
-            t.start()
         timeout = self.job.timeout_s
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait_s = 0.5
-            if deadline is not None and self._stop_reason is None:
-                wait_s = min(0.5, max(0.01, deadline - time.monotonic()))
-            try:
-                code = self._proc.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                if deadline is not None and time.monotonic() >= deadline:
-                    self.stop(f"timed out after {timeout:g} s", JobStatus.FAILED)
-        # Children left in the group would hold the pipes open; the job is over for them too.
-        self._signal_group(self._proc, signal.SIGKILL)
-        for t in pumps:
-            t.join()
+        code = self._supervise(self._proc, None if timeout is None else time.monotonic() + timeout)
         if self._stop_reason is not None:
             return self._stop_status, self._stop_reason, code
         if code == 0:

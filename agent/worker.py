@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from agent.assets_proxy import AssetsProxy
+from agent.events import EventPoster
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
 from agent.runtime import resolve_python3
@@ -82,6 +83,7 @@ class Agent:
             python=options.python or resolve_python3(),
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
+            events=EventPoster(self.client),
         )
         self._tracer_provider, self._meter_provider = self._otel(options)
         if self._tracer_provider is not None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from automation import dispatch, jobs, runbooks, secrets, workers
 from automation.context import ControlPlane
-from automation.errors import BadRequest
+from automation.errors import BadRequest, ControlPlaneError
 from automation.notify import group_topic, job_topic
 from outpost import __version__
 from outpost import contract as c
@@ -204,9 +204,17 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
     def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> Response:
         return _json(dispatch.renew(cp, identity, job_id))
 
-    @r.post(c.AGENT_EVENTS, response_model=c.EventAck)
-    def events(job_id: str, batch: c.EventBatch, identity: WorkerIdentity = Depends(require_worker)) -> Response:
-        return _json(dispatch.apply_events(cp, identity, job_id, batch))
+    @r.post(c.AGENT_EVENTS, response_model=c.EventsAnswer)
+    def events(body: c.EventsPost, identity: WorkerIdentity = Depends(require_worker)) -> Response:
+        results = []
+        for batch in body.batches:
+            try:
+                ack = dispatch.apply_events(cp, identity, batch.job_id, batch)
+            except ControlPlaneError as exc:
+                results.append(c.EventsResult(job_id=batch.job_id, error_status=exc.status, error=exc.message))
+            else:
+                results.append(c.EventsResult(job_id=batch.job_id, ack=ack))
+        return _json(c.EventsAnswer(results=results))
 
     return r
 

@@ -23,7 +23,7 @@ AGENT_REGISTER = f"{API}/agent/register"  # auth: registration key in the body
 AGENT_SELF = f"{API}/agent/self"  # GET: authenticated no-op; DELETE: deregister
 AGENT_POLL = f"{API}/agent/poll"
 AGENT_LEASE = f"{API}/agent/jobs/{{job_id}}/lease"
-AGENT_EVENTS = f"{API}/agent/jobs/{{job_id}}/events"
+AGENT_EVENTS = f"{API}/agent/events"  # event batches of one or more held jobs
 AGENT_HEARTBEAT = f"{API}/agent/heartbeat"
 AGENT_DIAGNOSTICS = f"{API}/agent/diagnostics"
 # A held job's assets: GET reads one; PUT sets a variable (the runbook's set_automation_variable).
@@ -145,10 +145,40 @@ class EventBatch(BaseModel):
     status: StatusEvent | None = None
 
 
+class JobEvents(EventBatch):
+    job_id: str
+
+
+MAX_JOBS_PER_EVENTS_POST = 64
+
+
+class EventsPost(BaseModel):
+    """The event batches of every job whose batch was ready at once: one request, not one per job.
+
+    Each batch is applied on its own; one refused batch (a job no longer held) does not
+    refuse the others, so the answer has one result per batch, in order.
+    """
+
+    batches: list[JobEvents] = Field(min_length=1, max_length=MAX_JOBS_PER_EVENTS_POST)
+
+
 class EventAck(BaseModel):
     accepted: int
     duplicates: int
     status: JobStatus
+
+
+class EventsResult(BaseModel):
+    """One batch's outcome: its ack, or the HTTP status and message it would have got on its own."""
+
+    job_id: str
+    ack: EventAck | None = None
+    error_status: int | None = None
+    error: str | None = None
+
+
+class EventsAnswer(BaseModel):
+    results: list[EventsResult]
 
 
 def error_detail(payload: Any) -> str:

@@ -65,11 +65,14 @@ def test_worker_cannot_touch_a_job_it_does_not_hold(server, make_agent):
     r = httpx.post(f"{server.url}/api/v1/agent/jobs/{job_id}/lease", headers=headers)
     assert r.status_code == 409 and "not held by this worker" in _detail(r)
     r = httpx.post(
-        f"{server.url}/api/v1/agent/jobs/{job_id}/events",
+        f"{server.url}/api/v1/agent/events",
         headers=headers,
-        json={"records": [], "status": {"status": "Completed"}},
+        json={"batches": [{"job_id": job_id, "records": [], "status": {"status": "Completed"}}]},
     )
-    assert r.status_code == 409
+    (result,) = r.json()["results"]
+    assert result["ack"] is None and result["error_status"] == 409 and "not held by this worker" in result["error"]
+    with server.client() as c:
+        assert c.get(f"/api/v1/jobs/{job_id}").json()["status"] == "New"
 
 
 @pytest.mark.parametrize(

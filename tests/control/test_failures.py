@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
 from tests.helpers.procs import wait_until
@@ -163,11 +164,19 @@ def test_retried_event_batch_never_duplicates(server):
             ],
             "status": {"status": "Running"},
         }
-        first = w.post(f"/api/v1/agent/jobs/{job_id}/events", json=batch).json()
-        again = w.post(f"/api/v1/agent/jobs/{job_id}/events", json=batch).json()
-        assert (first["accepted"], first["duplicates"]) == (5, 0)
-        assert (again["accepted"], again["duplicates"]) == (0, 5)
-        final = {"records": [], "status": {"status": "Completed", "exit_code": 0}}
-        assert w.post(f"/api/v1/agent/jobs/{job_id}/events", json=final).json()["status"] == "Completed"
+
+        def post(*batches: dict) -> list[dict]:
+            r = w.post("/api/v1/agent/events", json={"batches": list(batches)})
+            assert r.status_code == 200, r.text
+            return r.json()["results"]
+
+        (first,) = post({"job_id": job_id, **batch})
+        # A retried batch travelling with another job's (not ours): ours is acked as duplicates, the other refused.
+        again, stranger = post({"job_id": job_id, **batch}, {"job_id": str(uuid.uuid4()), **batch})
+        assert (first["ack"]["accepted"], first["ack"]["duplicates"]) == (5, 0)
+        assert (again["ack"]["accepted"], again["ack"]["duplicates"]) == (0, 5)
+        assert stranger["ack"] is None and stranger["error_status"] == 409
+        final = {"job_id": job_id, "records": [], "status": {"status": "Completed", "exit_code": 0}}
+        assert post(final)[0]["ack"]["status"] == "Completed"
     with server.client() as c:
         assert outputs(c, job_id) == [f"l{i}" for i in range(5)]
