@@ -43,12 +43,20 @@ class JobBody(BaseModel):
 
 
 async def _wait_for(
-    cp: ControlPlane, topic: str, seconds: float, check: Callable[[], Any], request: Request | None = None
+    cp: ControlPlane,
+    topic: str,
+    seconds: float,
+    check: Callable[[], Any],
+    request: Request | None = None,
+    *,
+    large_reads: bool = False,
 ) -> Any:
     """Run `check` until it returns something truthy, waking on `topic`, for at most `seconds`.
 
     With `request`, stop early once the client has gone: a poll must never claim a
     job for a worker that is no longer listening (the job would wait out a lease).
+    `large_reads`: `check` may read thousands of rows, so it goes to a worker thread
+    even on SQLite rather than hold up the event loop.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -59,7 +67,7 @@ async def _wait_for(
         if request is not None and not first and await request.is_disconnected():
             return None
         first = False
-        result = await run_in_threadpool(check)
+        result = await (run_in_threadpool(check) if large_reads else cp.run(check))
         remaining = deadline - loop.time()
         if result or remaining <= 0:
             return result
@@ -122,10 +130,10 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
         return {"which": which, "registration_key": key}
 
     @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any])
-    def create_job(body: JobBody, request: Request) -> Response:
+    async def create_job(body: JobBody, request: Request) -> Response:
         # A caller's W3C traceparent makes the job's trace a child of the caller's.
-        job = jobs.create(
-            cp, body.runbook, body.run_on, body.params, body.timeout_s, request.headers.get("traceparent")
+        job = await cp.run(
+            jobs.create, cp, body.runbook, body.run_on, body.params, body.timeout_s, request.headers.get("traceparent")
         )
         return Response(orjson.dumps(job), status_code=201, media_type="application/json")
 
@@ -163,7 +171,7 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
                 return records, current
             return None
 
-        found = await _wait_for(cp, job_topic(job_id), wait, check)
+        found = await _wait_for(cp, job_topic(job_id), wait, check, large_reads=True)
         records, job = found if found else ([], await run_in_threadpool(jobs.get, cp, job_id))
         return {"job": jobs.view(job), "records": records}
 
@@ -201,15 +209,15 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         return _json(c.PollResponse(jobs=jobs)) if jobs else Response(status_code=204)
 
     @r.post(c.AGENT_LEASE, response_model=c.LeaseResponse)
-    def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> Response:
-        return _json(dispatch.renew(cp, identity, job_id))
+    async def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> Response:
+        return _json(await cp.run(dispatch.renew, cp, identity, job_id))
 
     @r.post(c.AGENT_EVENTS, response_model=c.EventsAnswer)
-    def events(body: c.EventsPost, identity: WorkerIdentity = Depends(require_worker)) -> Response:
+    async def events(body: c.EventsPost, identity: WorkerIdentity = Depends(require_worker)) -> Response:
         results = []
         for batch in body.batches:
             try:
-                ack = dispatch.apply_events(cp, identity, batch.job_id, batch)
+                ack = await cp.run(dispatch.apply_events, cp, identity, batch.job_id, batch)
             except ControlPlaneError as exc:
                 results.append(c.EventsResult(job_id=batch.job_id, error_status=exc.status, error=exc.message))
             else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from automation import secrets, workers
@@ -23,7 +22,8 @@ def _token(creds: HTTPAuthorizationCredentials | None) -> str:
 
 
 def admin_dependency(cp: ControlPlane, admin_digest: str) -> Callable[..., None]:
-    def require_admin(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    # async: a hash comparison, not worth a trip to a worker thread (FastAPI runs sync dependencies there)
+    async def require_admin(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         token = _token(creds)
         if not secrets.matches(token, admin_digest):
             if token.count(".") == 1 and token.split(".")[1].startswith("opw_"):
@@ -38,7 +38,7 @@ def worker_dependency(cp: ControlPlane) -> Callable[..., object]:
         request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> WorkerIdentity:
         token = _token(creds)
-        identity = workers.cached_identity(token) or await run_in_threadpool(workers.authenticate, cp, token)
+        identity = workers.cached_identity(token) or await cp.run(workers.authenticate, cp, token)
         request.state.worker = identity
         return identity
 

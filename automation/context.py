@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from automation.notify import Notifier
 from outpost.observer import ControlPlaneObserver, NullObserver
 from outpost.settings import LEASE_SECONDS, LONG_POLL_HOLD_S
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,6 +48,17 @@ class ControlPlane:
         lock = self._sqlite_writer if self.dialect == "sqlite" else contextlib.nullcontext()
         with lock, Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run store work from a coroutine (the hot agent and job routes).
+
+        On SQLite a statement takes a fraction of a millisecond and writers queue on one lock
+        anyway, so the work runs right here: handing it to a worker thread and back cost more
+        than the work. A PostgreSQL round trip goes to a worker thread.
+        """
+        if self.dialect == "sqlite":
+            return fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
