@@ -145,7 +145,7 @@ class Agent:
             return []
         return PollResponse.model_validate_json(response.content).jobs
 
-    def _run_job(self, job: JobAssignment) -> None:
+    def _run_job(self, job: JobAssignment, holds_slot: bool = True) -> None:
         run = JobRun(self.client, job, self.run_options)
         with self._runs_lock:
             self._runs[job.job_id] = run
@@ -155,7 +155,8 @@ class Agent:
         finally:
             with self._runs_lock:
                 self._runs.pop(job.job_id, None)
-            self._slots.release()
+            if holds_slot:
+                self._slots.release()
 
     def _take_free_slots(self) -> int:
         """After one slot is held: take every other free one too, without waiting."""
@@ -240,11 +241,13 @@ class Agent:
                     continue
                 backoff = 0.0
                 failures = 0
+                if len(jobs) > free:  # a service bug; the jobs are ours now, so run them rather than strand them
+                    log.error("the service handed out %d jobs for %d free slots", len(jobs), free)
                 self._release_slots(free - len(jobs))  # each job releases its own slot when it ends
-                for job in jobs:
+                for i, job in enumerate(jobs):
                     log.info("job %s (%s) claimed", job.job_id, job.runbook)
                     threading.Thread(
-                        target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True
+                        target=self._run_job, args=(job, i < free), name=f"job-{job.job_id[:8]}", daemon=True
                     ).start()
                 if not jobs and self.opts.poll_interval_s > 0:
                     self.stop_event.wait(self.opts.poll_interval_s)

@@ -41,9 +41,13 @@ def _claim(skip_locked: bool) -> Update:
     if skip_locked:
         # PostgreSQL: concurrent claimers skip each other's rows instead of waiting on them.
         oldest = oldest.with_for_update(skip_locked=True)
+    # MATERIALIZED: the pick runs once. As a plain `id IN (subquery)`, PostgreSQL may run a
+    # LIMIT ... SKIP LOCKED subquery again while rechecking rows and hand out more than `limit`
+    # jobs (tests/control/test_end_to_end.py::test_concurrent_polls_never_get_more_than_they_ask).
+    picked = oldest.cte("picked").prefix_with("MATERIALIZED")
     return (
         update(JOB)
-        .where(_job.id.in_(oldest), _job.status == JobStatus.NEW)
+        .where(_job.id.in_(select(picked.c.id)), _job.status == JobStatus.NEW)
         .values(
             status=JobStatus.ACTIVATING,
             worker_id=bindparam("b_worker_id"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
@@ -116,10 +118,13 @@ def test_200_jobs_three_agents_exactly_once(backend, make_server, make_agent, re
     if backend == "postgres":
         kwargs["database_url"] = request.getfixturevalue("pg_url")
     server = make_server(**kwargs)
-    agents = [make_agent(server, name=f"w{i}", run_args=["--concurrency", "4"]) for i in range(3)]
+    agents = [make_agent(server, name=f"w{i}", start=False, run_args=["--concurrency", "8"]) for i in range(3)]
     with server.client() as c:
         publish(c, "count", 'echo "job $1 on $(hostname)"\n')
+        # A backlog first: every poll then claims several jobs at once, from three workers at a time.
         ids = {start_job(c, "count", params=[{"name": None, "value": str(i)}]): i for i in range(200)}
+        for a in agents:
+            a.start()
         for job_id, i in ids.items():
             job = wait_job(c, job_id, timeout=120)
             assert job["status"] == "Completed", job
@@ -129,3 +134,42 @@ def test_200_jobs_three_agents_exactly_once(backend, make_server, make_agent, re
         workers = {c.get(f"/api/v1/jobs/{j}").json()["worker"] for j in ids}
     assert workers <= {a.name for a in agents}
     assert len(workers) >= 2  # the load really was shared
+    for a in agents:
+        assert a.proc is not None and a.proc.poll() is None, a.log()
+        assert "Traceback" not in a.log()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_polls_never_get_more_than_they_ask(backend, make_server, make_agent, request):
+    """Four pollers at once, each asking for up to 5 jobs of a 120-job backlog: no answer holds
+    more than 5, and no job is handed out twice."""
+    kwargs = {}
+    if backend == "postgres":
+        kwargs["database_url"] = request.getfixturevalue("pg_url")
+    server = make_server(**kwargs)
+    credentials = []
+    for i in range(4):
+        agent = make_agent(server, name=f"p{i}", start=False)
+        credentials.append((agent.state_dir / "credential").read_text().strip())
+    with server.client() as c:
+        publish(c, "noop", "true\n")
+        ids = {start_job(c, "noop") for _ in range(120)}
+
+    def drain(credential: str) -> list[int | str]:
+        got: list[int | str] = []
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {credential}"}) as w:
+            for _ in range(60):  # bounded: 120 jobs at 5 a poll is 24 polls in all
+                r = w.post("/api/v1/agent/poll", params={"wait": 0, "max": 5})
+                if r.status_code == 204:
+                    return got
+                jobs = r.json()["jobs"]
+                got.append(len(jobs))
+                got.extend(j["job_id"] for j in jobs)
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(drain, credentials))
+    sizes = [x for r in results for x in r if isinstance(x, int)]
+    claimed = [x for r in results for x in r if isinstance(x, str)]
+    assert sizes and max(sizes) <= 5, sizes
+    assert len(claimed) == len(set(claimed)) == 120 and set(claimed) == ids
