@@ -214,15 +214,18 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
 
     @r.post(c.AGENT_EVENTS, response_model=c.EventsAnswer)
     async def events(body: c.EventsPost, identity: WorkerIdentity = Depends(require_worker)) -> Response:
-        results = []
-        for batch in body.batches:
-            try:
-                ack = await cp.run(dispatch.apply_events, cp, identity, batch.job_id, batch)
-            except ControlPlaneError as exc:
-                results.append(c.EventsResult(job_id=batch.job_id, error_status=exc.status, error=exc.message))
-            else:
-                results.append(c.EventsResult(job_id=batch.job_id, ack=ack))
-        return _json(c.EventsAnswer(results=results))
+        def apply_all() -> list[c.EventsResult]:
+            results = []
+            for batch in body.batches:
+                try:
+                    ack = dispatch.apply_events(cp, identity, batch.job_id, batch)
+                except ControlPlaneError as exc:
+                    results.append(c.EventsResult(job_id=batch.job_id, error_status=exc.status, error=exc.message))
+                else:
+                    results.append(c.EventsResult(job_id=batch.job_id, ack=ack))
+            return results
+
+        return _json(c.EventsAnswer(results=await cp.run(apply_all)))
 
     return r
 

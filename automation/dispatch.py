@@ -178,6 +178,8 @@ def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch:
         if changes:
             values = {f"b_{c}": changes.get(c, getattr(job, c)) for c in queue_sql.EVENT_COLUMNS}
             conn.execute(queue_sql.APPLY_EVENT, {"job_id": job_id, **values})
+        if inserted or changes:
+            cp.notifier.notify_replicas(conn, job_topic(job_id))
     after = SimpleNamespace(**{**job._mapping, **changes})
     if started is not None:
         cp.observer.on_job_status(event_of(SimpleNamespace(**{**job._mapping, **started})))
@@ -186,8 +188,8 @@ def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch:
     changed = after.status != job.status
     if changed:
         cp.observer.on_job_status(event_of(after))
-    if inserted or changed:
-        cp.notifier.wake(job_topic(job_id))
+    if inserted or changes:
+        cp.notifier.wake(job_topic(job_id), replicas=False)
     return EventAck(accepted=inserted, duplicates=len(batch.records) - inserted, status=after.status)
 
 

@@ -157,7 +157,8 @@ def create(
                 "last_status_at": now,
             },
         ).one()
-    cp.notifier.wake(group_topic(job.group_name))
+        cp.notifier.notify_replicas(conn, group_topic(job.group_name))
+    cp.notifier.wake(group_topic(job.group_name), replicas=False)
     cp.observer.on_job_status(event_of(job))
     return view(job)
 

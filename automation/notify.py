@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 from collections import defaultdict
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 log = logging.getLogger("outpost.notify")
 CHANNEL = "outpost_wake"
+_NOTIFY = text("SELECT pg_notify(:c, :p)")
 
 
 class Notifier:
@@ -27,6 +29,9 @@ class Notifier:
         self._engine: Engine | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Payloads say which replica sent them: a replica's own NOTIFYs come back to its
+        # listener too, and waking its waiters twice would cost each of them a useless claim.
+        self._origin = uuid.uuid4().hex[:12]
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -40,17 +45,26 @@ class Notifier:
         if event is not None:
             event.set()
 
-    def wake(self, topic: str) -> None:
-        """Wake waiters on `topic` here and (on PostgreSQL) in every replica. Thread-safe."""
+    def wake(self, topic: str, *, replicas: bool = True) -> None:
+        """Wake waiters on `topic` here and (on PostgreSQL) in every replica. Thread-safe.
+
+        `replicas=False`: the caller already sent the NOTIFY in its own transaction
+        (`notify_replicas`), which is cheaper than the separate one sent here.
+        """
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake_local, topic)
-        if self._engine is not None:
+        if self._engine is not None and replicas:
             try:
                 with self._engine.connect() as conn:
-                    conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": topic})
+                    self.notify_replicas(conn, topic)
                     conn.commit()
             except Exception:  # a lost NOTIFY only delays a waiter until its re-check
                 log.warning("NOTIFY failed", exc_info=True)
+
+    def notify_replicas(self, conn: Connection, topic: str) -> None:
+        """PostgreSQL: NOTIFY the other replicas inside `conn`'s transaction (sent on its commit)."""
+        if self._engine is not None:
+            conn.execute(_NOTIFY, {"c": CHANNEL, "p": f"{self._origin} {topic}"})
 
     def start_listener(self, engine: Engine, notify_engine: Engine) -> None:
         """PostgreSQL only: LISTEN on a dedicated connection in a daemon thread."""
@@ -67,8 +81,9 @@ class Notifier:
                     raw.execute(f"LISTEN {CHANNEL}")  # type: ignore[union-attr]
                     while not self._stop.is_set():
                         for note in raw.notifies(timeout=1.0):  # type: ignore[union-attr]
-                            if self._loop is not None:
-                                self._loop.call_soon_threadsafe(self._wake_local, note.payload)
+                            origin, _, topic = note.payload.partition(" ")
+                            if self._loop is not None and origin != self._origin:
+                                self._loop.call_soon_threadsafe(self._wake_local, topic)
             except Exception:
                 log.warning("LISTEN connection lost; reconnecting in 1 s", exc_info=True)
                 self._stop.wait(1.0)
