@@ -14,15 +14,13 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Row, func, select, update
 
 from automation import queue_sql, tracing
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict
 from automation.jobs import event_of
-from automation.models import Job, JobStream, Worker, WorkerGroup, utcnow
+from automation.models import Job, Worker, WorkerGroup, utcnow
 from automation.notify import group_topic, job_topic
 from automation.queue_sql import HELD
 from outpost.contract import (
@@ -109,19 +107,14 @@ def renew(cp: ControlPlane, identity: WorkerIdentity, job_id: str) -> LeaseRespo
     return LeaseResponse(lease_expires_at=expires.isoformat(), actions=["stop"] if row[0] else [])
 
 
-def _insert_streams(cp: ControlPlane, s: Any, job_id: str, batch: EventBatch) -> int:
+def _insert_streams(cp: ControlPlane, conn: Connection, job_id: str, batch: EventBatch) -> int:
     if not batch.records:
         return 0
     rows = [
-        {"job_id": job_id, "seq": r.seq, "stream": r.stream.value, "time": r.time, "text": r.text}
+        {"job_id": job_id, "seq": r.seq, "stream": r.stream.value, "time": _parse_time(r.time), "text": r.text}
         for r in batch.records
     ]
-    for row in rows:
-        row["time"] = _parse_time(row["time"])
-    insert = pg_insert if cp.dialect == "postgresql" else sqlite_insert
-    stmt = insert(JobStream).values(rows).on_conflict_do_nothing(index_elements=["job_id", "seq"])
-    result = s.execute(stmt)
-    return int(result.rowcount or 0)
+    return len(conn.execute(queue_sql.INSERT_STREAMS[cp.dialect], rows).all())
 
 
 def _parse_time(value: str) -> Any:

@@ -8,9 +8,10 @@ They work on the tables, not through the ORM, for the same reason.
 
 from __future__ import annotations
 
-from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Update, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from automation.models import Asset, Job, Runbook, WorkerGroup
+from automation.models import Asset, Job, JobStream, Runbook, WorkerGroup
 from outpost.contract import JobStatus
 
 JOB = Job.__table__  # type: ignore[attr-defined]
@@ -93,3 +94,13 @@ JOB_FOR_EVENTS = {"postgresql": _JOB_BY_ID.with_for_update(), "sqlite": _JOB_BY_
 # Every column an event batch may change, set together (unchanged ones keep the value just read).
 EVENT_COLUMNS = ("status", "started_at", "last_status_at", "ended_at", "lease_expires_at", "exit_code", "status_reason")
 APPLY_EVENT = update(JOB).where(_job.id == bindparam("job_id")).values({c: bindparam(f"b_{c}") for c in EVENT_COLUMNS})
+
+
+def _insert_streams(dialect_insert: type[Insert] | object) -> Insert:
+    # Executed with one parameter set per record; RETURNING names the records that were new,
+    # so a retried batch is counted as duplicates rather than inserted twice.
+    stmt = dialect_insert(JobStream.__table__)  # type: ignore[operator, attr-defined]
+    return stmt.on_conflict_do_nothing(index_elements=["job_id", "seq"]).returning(JobStream.__table__.c.seq)  # type: ignore[attr-defined, no-any-return]
+
+
+INSERT_STREAMS = {"postgresql": _insert_streams(postgresql.insert), "sqlite": _insert_streams(sqlite.insert)}
