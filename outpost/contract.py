@@ -34,6 +34,9 @@ WEBHOOKS = "/webhooks"
 # Response header every Outpost answer carries; `diagnose` uses it to tell Outpost
 # from a proxy's error page.
 SERVICE_HEADER = "X-Outpost-Version"
+# Request header of `POST /api/v1/jobs`: a repeat with the same key returns the job the first
+# call created (a retry after a lost answer never starts a second job).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class JobStatus(StrEnum):
@@ -109,6 +112,21 @@ class JobAssignment(BaseModel):
     traceparent: str | None = None
     run_as: str | None = None  # RunAs: the local user the job runs as (its group's credential asset)
     run_as_credential: str | None = None  # that asset's name, for messages
+
+
+MAX_HELD_PER_POLL = 1024
+
+
+class PollRequest(BaseModel):
+    """A poll's body: the jobs this agent process holds (starting or running).
+
+    A job the service handed to this worker that is missing here never reached it (the
+    poll's answer was lost) or died with an earlier agent process on the same state
+    directory: the service offers it again or treats the worker as lost for it at once,
+    instead of waiting out a lease. `held` omitted (older agents): nothing is re-offered.
+    """
+
+    held: list[str] | None = Field(default=None, max_length=MAX_HELD_PER_POLL)
 
 
 class PollResponse(BaseModel):
