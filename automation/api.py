@@ -16,13 +16,13 @@ from pydantic import BaseModel, Field
 from automation import dispatch, jobs, runbooks, secrets, workers
 from automation.context import ControlPlane
 from automation.errors import BadRequest, ControlPlaneError
-from automation.notify import group_topic, job_topic
+from automation.notify import job_topic
 from outpost import __version__
 from outpost import contract as c
 from outpost.contract import FINAL_STATUSES, JobParam
 from outpost.observer import WorkerIdentity
+from outpost.settings import DISPATCH_RECHECK_S
 
-RECHECK_S = 5.0  # waiters re-read the store this often even without a wake-up
 MAX_JOBS_PER_POLL = 64
 
 
@@ -42,37 +42,21 @@ class JobBody(BaseModel):
     timeout_s: float | None = None
 
 
-async def _wait_for(
-    cp: ControlPlane,
-    topic: str,
-    seconds: float,
-    check: Callable[[], Any],
-    request: Request | None = None,
-    *,
-    large_reads: bool = False,
-) -> Any:
-    """Run `check` until it returns something truthy, waking on `topic`, for at most `seconds`.
+async def _wait_for(cp: ControlPlane, topic: str, seconds: float, check: Callable[[], Any]) -> Any:
+    """Run `check` (store reads, in a worker thread) until truthy, waking on `topic`, for at most `seconds`.
 
-    With `request`, stop early once the client has gone: a poll must never claim a
-    job for a worker that is no longer listening (the job would wait out a lease).
-    `large_reads`: `check` may read thousands of rows, so it goes to a worker thread
-    even on SQLite rather than hold up the event loop.
+    For readers of one job (its streams); polls for jobs go through the dispatcher instead.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    first = True
     while True:
         event = cp.notifier.event(topic)
-        # (A client that has just connected is there; after a wait, look again.)
-        if request is not None and not first and await request.is_disconnected():
-            return None
-        first = False
-        result = await (run_in_threadpool(check) if large_reads else cp.run(check))
+        result = await run_in_threadpool(check)
         remaining = deadline - loop.time()
         if result or remaining <= 0:
             return result
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=min(remaining, RECHECK_S))
+            await asyncio.wait_for(event.wait(), timeout=min(remaining, DISPATCH_RECHECK_S))
 
 
 def _json(model: BaseModel) -> Response:
@@ -103,6 +87,11 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
     def delete_runbook(name: str) -> Response:
         runbooks.delete(cp, name)
         return Response(status_code=204)
+
+    @r.get("/dispatch", tags=["workers"])
+    def dispatch_view() -> dict[str, Any]:
+        """This replica's parked polls per group and its claim counters (claims per job stay flat)."""
+        return cp.dispatcher.view()
 
     @r.get("/groups", tags=["workers"])
     def list_groups() -> list[dict[str, Any]]:
@@ -171,7 +160,7 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
                 return records, current
             return None
 
-        found = await _wait_for(cp, job_topic(job_id), wait, check, large_reads=True)
+        found = await _wait_for(cp, job_topic(job_id), wait, check)
         records, job = found if found else ([], await run_in_threadpool(jobs.get, cp, job_id))
         return {"job": jobs.view(job), "records": records}
 
@@ -204,7 +193,8 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         def check() -> list[c.JobAssignment]:
             return dispatch.claim(cp, identity, max_jobs)
 
-        jobs = await _wait_for(cp, group_topic(identity.group), wait, check, request)
+        # Parked in the group's FIFO; served by one claim when a job comes (automation.waiters).
+        jobs = await cp.dispatcher.wait(identity.group, check, wait, gone=request.is_disconnected)
         cp.observer.on_poll(identity, bool(jobs))
         return _json(c.PollResponse(jobs=jobs)) if jobs else Response(status_code=204)
 

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.concurrency import run_in_threadpool
 
-from automation import api, db, dispatch, middleware, runtime_api, secrets
+from automation import api, db, middleware, runtime_api, secrets
 from automation.auth import admin_dependency, worker_dependency
+from automation.background import Background
 from automation.context import ControlPlane
 from outpost import __version__
 from outpost.settings import MAX_BODY_BYTES
 
 log = logging.getLogger("outpost.server")
-REAP_EVERY_S = 1.0
 
 
 def open_control_plane(data_dir: Path, database_url: str | None = None, **options: object) -> ControlPlane:
@@ -42,15 +40,6 @@ def admin_digest(cp: ControlPlane) -> str:
     return setting.value
 
 
-async def _reaper(cp: ControlPlane) -> None:
-    while True:
-        try:
-            await run_in_threadpool(dispatch.reap, cp)
-        except Exception:  # keep reaping; one bad pass must not stop lease expiry for good
-            log.exception("lease reaper pass failed")
-        await asyncio.sleep(REAP_EVERY_S)
-
-
 def create_app(
     cp: ControlPlane,
     extra_routers: Callable[[Callable[..., None], Callable[..., object]], Sequence[APIRouter]] | None = None,
@@ -62,16 +51,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        cp.notifier.bind(asyncio.get_running_loop())
-        reaper = asyncio.create_task(_reaper(cp))
-        scheduler = asyncio.create_task(runtime_api.scheduler(cp))
+        loop = asyncio.get_running_loop()
+        cp.notifier.bind(loop)
+        cp.dispatcher.start(loop)
+        background = Background(cp)
+        background.start()
         try:
             yield
         finally:
-            for task in (reaper, scheduler):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await background.stop()
+            await cp.dispatcher.close()
             for hook in on_shutdown:
                 hook()
             cp.notifier.close()

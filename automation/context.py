@@ -15,8 +15,9 @@ from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from automation.notify import Notifier
+from automation.waiters import Dispatcher
 from outpost.observer import ControlPlaneObserver, NullObserver
-from outpost.settings import LEASE_SECONDS, LONG_POLL_HOLD_S
+from outpost.settings import DISPATCH_RECHECK_S, LEASE_SECONDS, LONG_POLL_HOLD_S
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,6 +33,12 @@ class ControlPlane:
     poll_hold_s: float = LONG_POLL_HOLD_S
     public_url: str | None = None
     region: str | None = None
+    # Parked long-polls per group, served FIFO (automation.waiters); group wake-ups go to it.
+    dispatcher: Dispatcher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.dispatcher = Dispatcher(lambda claim: self.run(claim), recheck_s=DISPATCH_RECHECK_S)
+        self.notifier.on_group_wake = self.dispatcher.kick
 
     @property
     def dialect(self) -> str:
@@ -50,14 +57,20 @@ class ControlPlane:
             yield session
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run store work from a coroutine (the hot agent and job routes).
+        """Run store work from a coroutine: the one way async code touches the store.
 
-        On SQLite a statement takes a fraction of a millisecond and writers queue on one lock
-        anyway, so the work runs right here: handing it to a worker thread and back cost more
-        than the work. A PostgreSQL round trip goes to a worker thread.
+        On SQLite a statement takes a fraction of a millisecond, so when the write lock is
+        free the work runs right here: handing it to a worker thread and back cost more than
+        the work. When another thread holds the lock (the reaper, the scheduler, an admin
+        write), the work goes to a worker thread instead, so the event loop never waits on
+        the lock and polls, health checks and other requests keep being answered. A
+        PostgreSQL round trip always goes to a worker thread.
         """
-        if self.dialect == "sqlite":
-            return fn(*args, **kwargs)
+        if self.dialect == "sqlite" and self._sqlite_writer.acquire(blocking=False):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._sqlite_writer.release()
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     @contextmanager

@@ -1,10 +1,11 @@
 """Wake-ups for long-polls: a job queued for a group, new events for a job.
 
-In one process, waiters block on an asyncio.Event per topic. With several server
-replicas on PostgreSQL, every wake-up is also sent with NOTIFY and each replica's
-listener thread turns the NOTIFYs of the others into local wake-ups. Waiters still
-re-check the database every few seconds, so a lost notification costs latency,
-never a job.
+A group's wake-up goes to the dispatcher (`automation.waiters`), which serves that
+group's parked polls one at a time; a job's wake-up sets an asyncio.Event that its
+stream readers wait on. With several server replicas on PostgreSQL, every wake-up is
+also sent with NOTIFY and each replica's listener thread turns the NOTIFYs of the
+others into local wake-ups. Waiters still re-check the database every few seconds, so
+a lost notification costs latency, never a job.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, text
 
@@ -32,6 +34,8 @@ class Notifier:
         # Payloads say which replica sent them: a replica's own NOTIFYs come back to its
         # listener too, and waking its waiters twice would cost each of them a useless claim.
         self._origin = uuid.uuid4().hex[:12]
+        # Called on the loop with the group's name when a job is queued for it (the dispatcher).
+        self.on_group_wake: Callable[[str], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -41,6 +45,9 @@ class Notifier:
         return self._events[topic]
 
     def _wake_local(self, topic: str) -> None:
+        if topic.startswith(_GROUP) and self.on_group_wake is not None:
+            self.on_group_wake(topic[len(_GROUP) :])
+            return
         event = self._events.pop(topic, None)
         if event is not None:
             event.set()
@@ -94,8 +101,11 @@ class Notifier:
             self._thread.join(timeout=3)
 
 
+_GROUP = "g:"
+
+
 def group_topic(group: str) -> str:
-    return f"g:{group}"
+    return f"{_GROUP}{group}"
 
 
 def job_topic(job_id: str) -> str:

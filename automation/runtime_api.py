@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,6 @@ from outpost.contract import JobParam
 from outpost.observer import WorkerIdentity
 
 log = logging.getLogger("outpost.server")
-SCHEDULE_EVERY_S = 1.0
 
 
 class VariableBody(BaseModel):
@@ -251,13 +249,3 @@ def routers(
     except crypto.MasterKeyError as exc:
         log.error("assets: %s", exc.message)
     return [public_router(cp), agent_router(cp, require_worker), admin_router(cp, require_admin)]
-
-
-async def scheduler(cp: ControlPlane) -> None:
-    """Fire due schedules every second, next to the lease reaper."""
-    while True:
-        try:
-            await run_in_threadpool(schedules.run_due, cp)
-        except Exception:  # keep going; one bad pass must not stop every schedule
-            log.exception("schedule pass failed")
-        await asyncio.sleep(SCHEDULE_EVERY_S)

@@ -7,6 +7,9 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from automation import secrets
@@ -34,14 +37,24 @@ def _registration_key_ok(cp: ControlPlane, key: str) -> bool:
 
 
 def get_or_create_group(cp: ControlPlane, name: str) -> WorkerGroup:
+    """The group named `name`, created on first use.
+
+    Many machines are provisioned into a new group at once: the insert is
+    `ON CONFLICT DO NOTHING` and the row is read back, so racing registrations (on any
+    replica) all end up with the one group instead of a unique violation.
+    """
     _check_name("worker group", name)
     with cp.session() as s:
         group = s.exec(select(WorkerGroup).where(WorkerGroup.name == name)).first()
         if group is None:
-            group = WorkerGroup(name=name)
-            s.add(group)
+            insert = sqlite_insert if cp.dialect == "sqlite" else pg_insert
+            s.execute(
+                insert(WorkerGroup.__table__)  # type: ignore[attr-defined]
+                .values(name=name, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
             s.commit()
-            s.refresh(group)
+            group = s.exec(select(WorkerGroup).where(WorkerGroup.name == name)).one()
         return group
 
 
@@ -76,7 +89,13 @@ def register(cp: ControlPlane, req: RegisterRequest) -> RegisterResponse:
                 agent_version=req.agent_version[:32],
             )
         )
-        s.commit()
+        try:
+            s.commit()
+        except IntegrityError:  # the same name registered at the same moment by another machine
+            raise Conflict(
+                f"a worker named {req.name!r} was registered in group {req.group!r} at the same moment; "
+                "pick another --name, or pass --force to replace it"
+            ) from None
     if existing is not None:
         cp.observer.on_worker_removed(req.name, req.group)
     _auth_cache.clear()

@@ -25,6 +25,7 @@ DEFAULT_DATA_DIR = Path("outpost-data")
 REQUEST_TIMEOUT_S = 30.0
 REQUEST_ATTEMPTS = 3
 LONG_POLL_HOLD_S = 25.0  # server holds a poll this long; below the 30 s client timeout
+DISPATCH_RECHECK_S = 5.0  # each group with parked polls re-reads its queue this often, wake-up or not
 LEASE_SECONDS = 30.0
 HEARTBEAT_INTERVAL_S = 60.0
 MAX_ACTIVATIONS = 3  # Azure: Suspended after 3 failed activations

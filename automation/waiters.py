@@ -1,0 +1,215 @@
+"""Parked long-polls, served one at a time in arrival order.
+
+A queued job must cost the same whether 10 or 4,000 workers of its group are parked.
+Waking every parked poll to race for it costs one claim statement per poll, and the
+losers go back to sleep: cost grows with the fleet. Instead, each group keeps its
+parked polls in arrival order (FIFO), and a wake-up for the group runs one task that
+claims on behalf of the longest-waiting poll, hands it the jobs, moves on to the next
+only while there is work announced, and stops at the first empty claim.
+
+- A new poll claims once at once (a backlog drains without waiting for a wake-up),
+  then parks.
+- A wake-up (a job created or re-queued here, or a NOTIFY from another replica) says
+  how many jobs it announces; the group task serves that many (a poll takes up to its
+  free slots at a time).
+- Every `recheck_s`, each group that has parked polls gets one claim on behalf of its
+  head: a lost wake-up costs latency, never a job, and the cost is per group, not per
+  poll.
+
+With R replicas, a job costs at most R claims (one per replica's head waiter), however
+many workers are parked. Claims themselves stay atomic in the store (`automation.dispatch`),
+so the order here is about fairness and cost, never about correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("outpost.dispatch")
+
+Claim = Callable[[], list[Any]]  # store work: claim for one poll (sync; run through `run`)
+Runner = Callable[[Claim], Awaitable[list[Any]]]  # how store work runs from async code
+
+
+@dataclass(eq=False)
+class _Waiter:
+    claim: Claim
+    future: asyncio.Future[list[Any]]
+    deadline: float
+    gone: Callable[[], Awaitable[bool]] | None
+
+
+@dataclass(eq=False)
+class _Group:
+    waiters: OrderedDict[int, _Waiter] = field(default_factory=OrderedDict)
+    pending: float = 0.0  # jobs announced and not yet handed out here
+    kicks: int = 0  # bumped by every wake-up: a poll that claimed during one looks again
+    active: int = 0  # polls inside `wait` (claiming or parked): the group must not be forgotten
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class DispatchStats:
+    """Counters for tests and benchmarks: claims per job must not grow with the fleet."""
+
+    claims: int = 0  # claim statements run (by polls and on their behalf)
+    handed: int = 0  # polls answered with jobs
+    parked: int = 0  # polls parked now
+
+
+class Dispatcher:
+    def __init__(self, run: Runner, recheck_s: float = 5.0) -> None:
+        self._run = run
+        self._recheck_s = recheck_s
+        self._groups: dict[str, _Group] = {}
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._recheck: asyncio.Task[None] | None = None
+        self.stats = DispatchStats()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._recheck = loop.create_task(self._recheck_loop(), name="dispatch-recheck")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._recheck, *(g.task for g in self._groups.values())) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for group in self._groups.values():
+            for waiter in group.waiters.values():
+                if not waiter.future.done():
+                    waiter.future.set_result([])
+            group.waiters.clear()
+
+    def view(self) -> dict[str, Any]:
+        """This replica's dispatch counters and its parked polls per group (`GET /api/v1/dispatch`)."""
+        return {
+            "claims": self.stats.claims,
+            "handed": self.stats.handed,
+            "parked": self.stats.parked,
+            "groups": {name: len(g.waiters) for name, g in sorted(self._groups.items()) if g.waiters},
+        }
+
+    # -- polls -------------------------------------------------------------------------------
+
+    async def wait(
+        self,
+        group_name: str,
+        claim: Claim,
+        hold_s: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[Any]:
+        """Jobs for one poll: claim now, else park up to `hold_s` until served. [] on time-out."""
+        group = self._groups.setdefault(group_name, _Group())
+        group.active += 1
+        try:
+            return await self._wait(group_name, group, claim, hold_s, gone)
+        finally:
+            group.active -= 1
+
+    async def _wait(
+        self,
+        group_name: str,
+        group: _Group,
+        claim: Claim,
+        hold_s: float,
+        gone: Callable[[], Awaitable[bool]] | None,
+    ) -> list[Any]:
+        kicks = group.kicks
+        jobs = await self._claim(claim)
+        if jobs or hold_s <= 0:
+            return jobs
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(claim, loop.create_future(), loop.time() + hold_s, gone)
+        key = next(self._ids)
+        group.waiters[key] = waiter
+        self.stats.parked += 1
+        if group.kicks != kicks:  # a wake-up came while we claimed: it may have found no one parked
+            self.kick(group_name, 1)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), hold_s)
+        except TimeoutError:
+            if group.waiters.pop(key, None) is not None:
+                return []
+            return await waiter.future  # being served right now: take what the claim gets
+        finally:
+            if group.waiters.pop(key, None) is not None and not waiter.future.done():
+                waiter.future.cancel()  # the poll itself was cancelled (shutdown)
+            self.stats.parked -= 1
+
+    def kick(self, group_name: str, jobs: float = 1) -> None:
+        """`jobs` were queued for the group (math.inf: look until the queue is empty). Loop thread only."""
+        group = self._groups.get(group_name)
+        if group is None:
+            return  # nobody ever polled this group here; the next poll claims at once
+        group.kicks += 1
+        if not group.waiters:
+            return
+        group.pending += jobs
+        if group.task is None or group.task.done():
+            group.task = asyncio.get_running_loop().create_task(self._serve(group))
+
+    def kick_threadsafe(self, group_name: str, jobs: float = 1) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.kick, group_name, jobs)
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def _claim(self, claim: Claim) -> list[Any]:
+        self.stats.claims += 1
+        return await self._run(claim)
+
+    async def _serve(self, group: _Group) -> None:
+        loop = asyncio.get_running_loop()
+        while group.pending > 0 and group.waiters:
+            key, waiter = group.waiters.popitem(last=False)  # the longest-waiting poll
+            if waiter.future.done():
+                continue
+            if waiter.gone is not None and await waiter.gone():
+                waiter.future.set_result([])  # its worker has gone: never claim for a poll nobody reads
+                continue
+            try:
+                jobs = await self._claim(waiter.claim)
+            except Exception as exc:  # the poll answers with the store's error (e.g. 503)
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+                group.pending = 0
+                break
+            if jobs:
+                group.pending -= len(jobs)
+                self.stats.handed += 1
+                if not waiter.future.done():
+                    waiter.future.set_result(jobs)
+                continue
+            # Nothing left (another replica or a fresh poll took it): the head keeps its place.
+            group.pending = 0
+            if waiter.future.done():
+                break
+            if loop.time() >= waiter.deadline:
+                waiter.future.set_result([])
+            else:
+                group.waiters[key] = waiter
+                group.waiters.move_to_end(key, last=False)
+        group.pending = 0
+
+    async def _recheck_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._recheck_s)
+            for name, group in list(self._groups.items()):
+                if group.waiters:
+                    self.kick(name, math.inf)
+                elif not group.active and (group.task is None or group.task.done()):
+                    self._groups.pop(name, None)  # forget idle groups
