@@ -1,0 +1,354 @@
+"""Fleet benchmark: does dispatch cost grow with the number of parked polls?
+
+Simulated workers speak the real agent API to real `outpost server` processes on
+127.0.0.1: they register, hold long-polls, and answer each job with one events post
+(Running + an Output line + Completed) before polling again. They run in several
+client processes so one Python process need not hold thousands of connections.
+
+Scenarios, in one run (each prints its own figures; the ratios compare them):
+- SQLite, a small group (--small, default 10 workers): the baseline;
+- SQLite, a big group (--workers, default 4,000);
+- PostgreSQL, 2 replicas x half the big group (skipped if no PostgreSQL);
+- the big group polling every 30 s without holding, as Azure's workers do: polls/s, mean wait.
+
+Per scenario: server CPU per job (all server processes, during the load), created ->
+claimed p50/p99 at --rate jobs/s, idle server CPU with the fleet parked, peak server RSS,
+and duplicates (a job handed out twice). Targets (issue 10): per-job CPU at 4,000 <= 1.5 x
+the small group's; p99 <= 100 ms at 20 jobs/s; idle CPU <= 5 % of a core; RSS <= 500 MB.
+
+    .venv/bin/python bench/fleet.py                        # everything (a few minutes)
+    .venv/bin/python bench/fleet.py --workers 1000 --no-postgres --no-interval
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.procs import Server, wait_until  # noqa: E402  (shared process harness)
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GROUP = "fleet"
+
+
+# -- the simulated workers (run as `fleet.py --sim SPEC.json`) ---------------------------------
+
+
+async def _simulate(spec: dict[str, Any]) -> None:
+    """One client process: a long-poll loop per credential until the stop file appears."""
+    stop = Path(spec["stop_file"])
+    out = open(spec["out_file"], "a", buffering=1)  # noqa: SIM115  one line per claimed job
+    hold, interval = spec["hold"], spec["interval"]
+    limits = httpx.Limits(max_connections=len(spec["workers"]) + 16, max_keepalive_connections=len(spec["workers"]))
+    deadline = time.monotonic() + spec["max_s"]
+    async with httpx.AsyncClient(timeout=hold + 30, limits=limits) as client:
+
+        async def worker(url: str, credential: str, phase: float) -> None:
+            headers = {"Authorization": f"Bearer {credential}"}
+            polls = 0
+            if interval:
+                await asyncio.sleep(phase * interval)  # Azure's workers are not in step
+            while not stop.exists() and time.monotonic() < deadline:
+                try:
+                    r = await client.post(
+                        f"{url}/api/v1/agent/poll", params={"wait": hold}, json={"held": []}, headers=headers
+                    )
+                except httpx.HTTPError:
+                    await asyncio.sleep(1)
+                    continue
+                polls += 1
+                if r.status_code == 200:
+                    now = time.time()
+                    for job in r.json()["jobs"]:
+                        out.write(json.dumps({"job": job["job_id"], "t": now}) + "\n")
+                        stamp = datetime.now(UTC).isoformat()
+                        batch = {
+                            "job_id": job["job_id"],
+                            "records": [{"seq": 1, "stream": "Output", "time": stamp, "text": "ok"}],
+                            "status": {"status": "Completed", "exit_code": 0, "started_at": stamp},
+                        }
+                        await client.post(f"{url}/api/v1/agent/events", json={"batches": [batch]}, headers=headers)
+                elif interval:
+                    await asyncio.sleep(interval)
+            out.write(json.dumps({"polls": polls}) + "\n")
+
+        n = len(spec["workers"])
+        await asyncio.gather(*(worker(u, c, i / max(n, 1)) for i, (u, c) in enumerate(spec["workers"])))
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+@dataclass
+class Result:
+    scenario: str
+    workers: int
+    jobs: int
+    cpu_ms_per_job: float
+    p50_ms: float
+    p99_ms: float
+    idle_cpu_pct: float
+    rss_mb: float
+    duplicates: int
+    claims_per_job: float
+    polls_per_s: float = 0.0
+    mean_wait_ms: float = 0.0
+
+
+def _register_all(servers: list[Server], count: int, key: str) -> list[tuple[str, str]]:
+    def one(i: int) -> tuple[str, str]:
+        server = servers[i % len(servers)]
+        body = {"key": key, "group": GROUP, "name": f"sim{i}"}
+        for _ in range(5):  # bounded retries: registration under load may time out
+            try:
+                r = httpx.post(f"{server.url}/api/v1/agent/register", json=body, timeout=60)
+            except httpx.HTTPError:
+                continue
+            if r.status_code == 201:
+                return server.url, r.json()["credential"]
+        raise RuntimeError(f"could not register sim{i}")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def _parked(servers: list[Server]) -> int:
+    total = 0
+    for s in servers:
+        with s.client() as c:
+            total += c.get("/api/v1/dispatch").json()["parked"]
+    return total
+
+
+def _claims(servers: list[Server]) -> int:
+    total = 0
+    for s in servers:
+        with s.client() as c:
+            total += c.get("/api/v1/dispatch").json()["claims"]
+    return total
+
+
+def run_scenario(
+    name: str, servers: list[Server], workers: int, args: argparse.Namespace, root: Path, interval: float = 0.0
+) -> Result:
+    key = servers[0].registration_key
+    print(f"\n== {name}: registering {workers} simulated workers", flush=True)
+    creds = _register_all(servers, workers, key)
+    with servers[0].client() as c:
+        c.put("/api/v1/runbooks/noop/draft", json={"type": "bash", "content": "true\n"}).raise_for_status()
+        c.post("/api/v1/runbooks/noop/publish").raise_for_status()
+    stop_file = root / f"{name}.stop"
+    out_files: list[Path] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    nproc = max(1, min(args.procs, workers))
+    hold = 0.0 if interval else args.hold
+    for p in range(nproc):
+        mine = creds[p::nproc]
+        out = root / f"{name}-{p}.jsonl"
+        spec = root / f"{name}-{p}.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "workers": mine,
+                    "stop_file": str(stop_file),
+                    "out_file": str(out),
+                    "hold": hold,
+                    "interval": interval,
+                    "max_s": 900,
+                }
+            )
+        )
+        out_files.append(out)
+        procs.append(subprocess.Popen([sys.executable, __file__, "--sim", str(spec)]))
+    pids = [s.proc.pid for s in servers if s.proc]
+    try:
+        if not interval:
+            wait_until(lambda: _parked(servers) >= workers, 300, 0.5, f"{workers} parked polls")
+        time.sleep(2)
+        # Idle: the whole fleet parked (or polling on its interval), no jobs.
+        c0 = sum(cpu_s(p) for p in pids)
+        time.sleep(args.idle_s)
+        idle_pct = (sum(cpu_s(p) for p in pids) - c0) / args.idle_s * 100
+        claims0 = _claims(servers)
+        created: dict[str, float] = {}
+        c0, t0 = sum(cpu_s(p) for p in pids), time.monotonic()
+        with servers[0].client() as c:
+            for i in range(args.jobs):
+                due = t0 + i / args.rate
+                time.sleep(max(0.0, due - time.monotonic()))
+                r = c.post("/api/v1/jobs", json={"runbook": "noop", "run_on": GROUP})
+                r.raise_for_status()
+                job = r.json()
+                created[job["id"]] = datetime.fromisoformat(job["created_at"]).timestamp()
+
+        def claims_in() -> list[dict[str, Any]] | None:
+            seen = [json.loads(line) for f in out_files if f.exists() for line in f.read_text().splitlines()]
+            got = [s for s in seen if s.get("job") in created]
+            return got if len({g["job"] for g in got}) >= len(created) else None
+
+        got = wait_until(claims_in, 120 + (interval * 2), 0.2, "every job to be claimed")
+        cpu = sum(cpu_s(p) for p in pids) - c0
+        elapsed = time.monotonic() - t0
+        claims = _claims(servers) - claims0
+        rss = max(rss_mb(p) for p in pids)
+    finally:
+        stop_file.touch()
+        for pr in procs:
+            try:
+                pr.wait(hold + 35)
+            except subprocess.TimeoutExpired:
+                pr.send_signal(signal.SIGKILL)
+                pr.wait(5)
+    first: dict[str, float] = {}
+    for g in got:
+        first.setdefault(g["job"], g["t"])
+    waits = [(first[j] - created[j]) * 1000 for j in created]
+    polls = sum(
+        json.loads(line).get("polls", 0) for f in out_files if f.exists() for line in f.read_text().splitlines()
+    )
+    return Result(
+        scenario=name,
+        workers=workers,
+        jobs=len(created),
+        cpu_ms_per_job=cpu / len(created) * 1000,
+        p50_ms=pct(waits, 50),
+        p99_ms=pct(waits, 99),
+        idle_cpu_pct=idle_pct,
+        rss_mb=rss,
+        duplicates=len(got) - len(first),
+        claims_per_job=claims / len(created),
+        polls_per_s=polls / max(elapsed + args.idle_s, 1e-9) if interval else 0.0,
+        mean_wait_ms=sum(waits) / len(waits),
+    )
+
+
+def _servers(root: Path, name: str, count: int, database_url: str | None) -> list[Server]:
+    servers: list[Server] = []
+    for i in range(count):
+        s = Server(root / f"{name}-{i}", database_url=database_url, extra=["--log-level", "warning"]).start(60)
+        if servers:
+            s.token, s.registration_key = servers[0].token, servers[0].registration_key
+        servers.append(s)
+    return servers
+
+
+def _pg_database() -> str | None:
+    try:
+        import psycopg
+
+        name = f"outpost_fleet_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # no server: that scenario is skipped, and says so
+        print(f"PostgreSQL unavailable ({type(exc).__name__}); skipping the replica scenario")
+        return None
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def _scenario(name: str, count: int, database_url: str | None, workers: int, args: argparse.Namespace, root: Path,
+              interval: float = 0.0) -> Result:  # fmt: skip
+    servers = _servers(root, name, count, database_url)
+    try:
+        return run_scenario(name, servers, workers, args, root, interval)
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def _print(results: list[Result]) -> None:
+    print()
+    print(
+        f"{'scenario':<22}{'workers':>8}{'cpu/job':>9}{'p50':>8}{'p99':>8}{'idle':>7}{'rss':>7}{'cl/job':>7}{'dup':>4}"
+    )
+    print(f"{'':<22}{'':>8}{'ms':>9}{'ms':>8}{'ms':>8}{'%core':>7}{'MB':>7}{'':>7}{'':>4}")
+    for r in results:
+        print(
+            f"{r.scenario:<22}{r.workers:>8}{r.cpu_ms_per_job:>9.1f}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}"
+            f"{r.idle_cpu_pct:>7.1f}{r.rss_mb:>7.0f}{r.claims_per_job:>7.2f}{r.duplicates:>4}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sim", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=4000, help="the big group")
+    parser.add_argument("--small", type=int, default=10, help="the baseline group")
+    parser.add_argument("--jobs", type=int, default=200, help="jobs per scenario")
+    parser.add_argument("--rate", type=float, default=20.0, help="jobs created per second")
+    parser.add_argument("--hold", type=float, default=25.0, help="long-poll hold the simulated workers ask for")
+    parser.add_argument("--idle-s", type=float, default=10.0, help="idle window measured with the fleet parked")
+    parser.add_argument("--procs", type=int, default=4, help="client processes for the simulated workers")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-interval", action="store_true", help="skip the 30 s interval-polling baseline")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    if args.sim:
+        asyncio.run(_simulate(json.loads(Path(args.sim).read_text())))
+        return
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="outpost-fleet-") as tmp:
+        root = Path(tmp)
+        results.append(_scenario("sqlite-small", 1, None, args.small, args, root))
+        results.append(_scenario("sqlite-big", 1, None, args.workers, args, root))
+        db = None if args.no_postgres else _pg_database()
+        if db:
+            results.append(_scenario("postgres-2-replicas", 2, db, args.workers, args, root))
+        if not args.no_interval:
+            interval = argparse.Namespace(**{**vars(args), "jobs": min(args.jobs, 40), "rate": 2.0})
+            results.append(_scenario("sqlite-30s-interval", 1, None, args.workers, interval, root, interval=30.0))
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+        return
+    _print(results)
+    small, big = results[0], results[1]
+    print(
+        f"\nbig/small per-job CPU x{big.cpu_ms_per_job / small.cpu_ms_per_job:.2f} (target <= 1.5); "
+        f"big p99 {big.p99_ms:.0f} ms (target <= 100); big idle {big.idle_cpu_pct:.1f} % (target <= 5); "
+        f"RSS {big.rss_mb:.0f} MB (target <= 500)"
+    )
+    for r in results[2:]:
+        if r.scenario.startswith("postgres"):
+            print(f"{r.scenario}: per-job CPU x{r.cpu_ms_per_job / small.cpu_ms_per_job:.2f} of sqlite-small")
+        else:
+            print(
+                f"{r.scenario}: {r.polls_per_s:.0f} polls/s, mean wait {r.mean_wait_ms / 1000:.1f} s "
+                f"(long-poll mean x{r.mean_wait_ms / max(big.mean_wait_ms, 1e-9):.0f} slower)"
+            )
+
+
+if __name__ == "__main__":
+    main()
