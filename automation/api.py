@@ -14,9 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from automation import dispatch, jobs, runbooks, secrets, workers
+from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
 from automation.errors import BadRequest, ControlPlaneError
 from automation.notify import job_topic
+from automation.roles import principal_of
 from outpost import __version__
 from outpost import contract as c
 from outpost.contract import FINAL_STATUSES, JobParam
@@ -64,53 +66,55 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRouter:
-    r = APIRouter(prefix=c.API, dependencies=[Depends(require_admin)])
+def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
+    """Every route names the least role it needs (automation.roles)."""
+    r = APIRouter(prefix=c.API)
+    READ, OPERATE, AUTHOR, ADMIN = (Depends(roles[x]) for x in (Role.READER, Role.OPERATOR, Role.AUTHOR, Role.ADMIN))
 
-    @r.get("/runbooks", tags=["runbooks"])
+    @r.get("/runbooks", tags=["runbooks"], dependencies=[READ])
     def list_runbooks() -> list[dict[str, Any]]:
         return runbooks.list_all(cp)
 
-    @r.get("/runbooks/{name}", tags=["runbooks"])
+    @r.get("/runbooks/{name}", tags=["runbooks"], dependencies=[READ])
     def show_runbook(name: str) -> dict[str, Any]:
         return runbooks.show(cp, name)
 
-    @r.put("/runbooks/{name}/draft", tags=["runbooks"])
+    @r.put("/runbooks/{name}/draft", tags=["runbooks"], dependencies=[AUTHOR])
     def save_draft(name: str, body: DraftBody) -> dict[str, Any]:
         return runbooks.save_draft(cp, name, body.type, body.content, body.description, body.retry_on_worker_loss)
 
-    @r.post("/runbooks/{name}/publish", tags=["runbooks"])
+    @r.post("/runbooks/{name}/publish", tags=["runbooks"], dependencies=[AUTHOR])
     def publish(name: str) -> dict[str, Any]:
         return runbooks.publish(cp, name)
 
-    @r.delete("/runbooks/{name}", tags=["runbooks"], status_code=204)
+    @r.delete("/runbooks/{name}", tags=["runbooks"], status_code=204, dependencies=[AUTHOR])
     def delete_runbook(name: str) -> Response:
         runbooks.delete(cp, name)
         return Response(status_code=204)
 
-    @r.get("/dispatch", tags=["workers"])
+    @r.get("/dispatch", tags=["workers"], dependencies=[READ])
     def dispatch_view() -> dict[str, Any]:
         """This replica's parked polls per group and its claim counters (claims per job stay flat)."""
         return cp.dispatcher.view()
 
-    @r.get("/groups", tags=["workers"])
+    @r.get("/groups", tags=["workers"], dependencies=[READ])
     def list_groups() -> list[dict[str, Any]]:
         return workers.list_groups(cp)
 
-    @r.delete("/groups/{name}", tags=["workers"], status_code=204)
+    @r.delete("/groups/{name}", tags=["workers"], status_code=204, dependencies=[ADMIN])
     def delete_group(name: str) -> Response:
         workers.delete_group(cp, name)
         return Response(status_code=204)
 
-    @r.get("/workers", tags=["workers"])
+    @r.get("/workers", tags=["workers"], dependencies=[READ])
     def list_workers(group: str | None = None) -> list[dict[str, Any]]:
         return workers.list_workers(cp, group)
 
-    @r.delete("/workers/{name}", tags=["workers"])
+    @r.delete("/workers/{name}", tags=["workers"], dependencies=[ADMIN])
     def remove_worker(name: str, group: str | None = None) -> dict[str, str]:
         return workers.remove_by_name(cp, name, group)
 
-    @r.post("/keys/{which}/regenerate", tags=["keys"])
+    @r.post("/keys/{which}/regenerate", tags=["keys"], dependencies=[ADMIN])
     def regenerate(which: str) -> dict[str, str]:
         if which not in secrets.KEY_HASH:
             raise BadRequest("say which key to regenerate: primary or secondary")
@@ -118,15 +122,16 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
             key = secrets.regenerate_key(s, cp.data_dir, which)
         return {"which": which, "registration_key": key}
 
-    @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any])
+    @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any], dependencies=[OPERATE])
     async def create_job(body: JobBody, request: Request) -> Response:
+        principal_of(request).require_group(body.run_on, "start jobs")
         # A caller's W3C traceparent makes the job's trace a child of the caller's.
         job = await cp.run(
             jobs.create, cp, body.runbook, body.run_on, body.params, body.timeout_s, request.headers.get("traceparent")
         )
         return Response(orjson.dumps(job), status_code=201, media_type="application/json")
 
-    @r.get("/jobs", tags=["jobs"])
+    @r.get("/jobs", tags=["jobs"], dependencies=[READ])
     def list_jobs(
         status: str | None = None,
         runbook: str | None = None,
@@ -135,23 +140,26 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
     ) -> list[dict[str, Any]]:
         return jobs.list_jobs(cp, status, runbook, group, limit)
 
-    @r.get("/jobs/{job_id}", tags=["jobs"])
+    @r.get("/jobs/{job_id}", tags=["jobs"], dependencies=[READ])
     def show_job(job_id: str) -> dict[str, Any]:
         return jobs.view(jobs.get(cp, job_id))
 
-    @r.post("/jobs/{job_id}/stop", tags=["jobs"])
-    def stop_job(job_id: str) -> dict[str, Any]:
+    @r.post("/jobs/{job_id}/stop", tags=["jobs"], dependencies=[OPERATE])
+    def stop_job(job_id: str, request: Request) -> dict[str, Any]:
+        principal_of(request).require_group(jobs.get(cp, job_id).group_name, "stop jobs")
         return jobs.stop(cp, job_id)
 
-    @r.get("/jobs/{job_id}/streams", tags=["jobs"])
+    @r.get("/jobs/{job_id}/streams", tags=["jobs"], dependencies=[OPERATE])
     async def job_streams(
         job_id: str,
+        request: Request,
         after: int = Query(-1, description="return records with seq greater than this"),
         limit: int = Query(1000, ge=1, le=10000),
         stream: str | None = Query(None, description="only this stream type, e.g. Output"),
         wait: float = Query(0, ge=0, le=30, description="long-poll up to this many seconds for new records"),
     ) -> dict[str, Any]:
         job = await run_in_threadpool(jobs.get, cp, job_id)
+        principal_of(request).require_group(job.group_name, "read job output")
 
         def check() -> Any:
             records = jobs.streams(cp, job_id, after, limit, stream)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from automation import api, db, middleware, runtime_api, secrets
-from automation.auth import admin_dependency, worker_dependency
+from automation import api, db, middleware, runtime_api, secrets, tokens_api
+from automation.audit import AuditTrail
+from automation.auth import RoleChecks, role_checks, worker_dependency
 from automation.background import Background
 from automation.context import ControlPlane
+from automation.roles import annotate_openapi
 from outpost import __version__
 from outpost.settings import MAX_BODY_BYTES
 
@@ -42,11 +44,12 @@ def admin_digest(cp: ControlPlane) -> str:
 
 def create_app(
     cp: ControlPlane,
-    extra_routers: Callable[[Callable[..., None], Callable[..., object]], Sequence[APIRouter]] | None = None,
+    extra_routers: Callable[[RoleChecks, Callable[..., object]], Sequence[APIRouter]] | None = None,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
-    """`extra_routers(require_admin, require_worker)` lets the server add telemetry routes."""
-    require_admin = admin_dependency(cp, admin_digest(cp))
+    """`extra_routers(roles, require_worker)` lets the server add telemetry routes."""
+    admin_digest(cp)  # fails early when the credentials were never created
+    roles = role_checks(cp)
     require_worker = worker_dependency(cp)
 
     @asynccontextmanager
@@ -80,10 +83,13 @@ def create_app(
     app.add_middleware(middleware.ServiceHeader)  # type: ignore[arg-type]
     app.include_router(api.public_router(cp))
     app.include_router(api.agent_router(cp, require_worker))
-    app.include_router(api.admin_router(cp, require_admin))
-    for router in runtime_api.routers(cp, require_admin, require_worker):
+    app.include_router(api.admin_router(cp, roles))
+    app.include_router(tokens_api.router(cp, roles))
+    for router in runtime_api.routers(cp, roles, require_worker):
         app.include_router(router)
     if extra_routers is not None:
-        for router in extra_routers(require_admin, require_worker):
+        for router in extra_routers(roles, require_worker):
             app.include_router(router)
+    app.add_middleware(AuditTrail, cp=cp)  # type: ignore[arg-type]
+    annotate_openapi(app, require_worker)
     return app

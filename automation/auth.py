@@ -1,43 +1,36 @@
-"""FastAPI dependencies: the admin token and the per-worker credential."""
+"""FastAPI dependencies: API tokens by role (automation.roles) and the per-worker credential."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 
-from automation import secrets, workers
+from automation import workers
 from automation.context import ControlPlane
-from automation.errors import Forbidden, Unauthorized
+from automation.errors import Unauthorized
+from automation.roles import Role as Role
+from automation.roles import RoleCheck, bearer
+from automation.tokens import Authenticator
 from outpost.observer import WorkerIdentity
 
-bearer = HTTPBearer(auto_error=False, description="Admin token, or a worker credential on /agent routes")
+RoleChecks = dict[Role, RoleCheck]
 
 
-def _token(creds: HTTPAuthorizationCredentials | None) -> str:
-    if creds is None or not creds.credentials:
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    return creds.credentials
-
-
-def admin_dependency(cp: ControlPlane, admin_digest: str) -> Callable[..., None]:
-    # async: a hash comparison, not worth a trip to a worker thread (FastAPI runs sync dependencies there)
-    async def require_admin(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        token = _token(creds)
-        if not secrets.matches(token, admin_digest):
-            if token.count(".") == 1 and token.split(".")[1].startswith("opw_"):
-                raise Forbidden("a worker credential cannot call admin endpoints; use the admin token")
-            raise Unauthorized("admin token rejected: use the token printed by `outpost server`")
-
-    return require_admin
+def role_checks(cp: ControlPlane) -> RoleChecks:
+    """One dependency per role, sharing one authenticator."""
+    authenticate = Authenticator(cp)
+    return {role: RoleCheck(role, authenticate) for role in Role}
 
 
 def worker_dependency(cp: ControlPlane) -> Callable[..., object]:
     async def require_worker(
         request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> WorkerIdentity:
-        token = _token(creds)
+        if creds is None or not creds.credentials:
+            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+        token = creds.credentials
         identity = workers.cached_identity(token) or await cp.run(workers.authenticate, cp, token)
         request.state.worker = identity
         return identity

@@ -156,3 +156,16 @@ class Webhook(SQLModel, table=True):
     expires_at: datetime
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    """A named API token with a role (automation.roles); only its SHA-256 digest is stored."""
+
+    __tablename__ = "api_token"
+    name: str = Field(primary_key=True, max_length=128)
+    role: str = Field(max_length=16)
+    groups_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # operator: these groups only
+    token_hash: str = Field(max_length=64, index=True, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    created_by: str = Field(default="", max_length=128)

@@ -19,8 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from automation import assets, crypto, schedules, webhooks
+from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
 from automation.errors import NotFound
+from automation.roles import principal_of
 from outpost import contract as c
 from outpost.contract import JobParam
 from outpost.observer import WorkerIdentity
@@ -88,6 +90,9 @@ class SetVariableBody(BaseModel):
     value: Any
 
 
+SECRET_KINDS = ("credential", "certificate")  # only admins write or delete these
+
+
 def _kind(plural: str) -> str:
     kind = assets.PLURAL.get(plural)
     if kind is None:
@@ -95,45 +100,54 @@ def _kind(plural: str) -> str:
     return kind
 
 
-def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRouter:
-    r = APIRouter(prefix=c.API, dependencies=[Depends(require_admin)])
+def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
+    """Every route names the least role it needs (automation.roles)."""
+    r = APIRouter(prefix=c.API)
+    READ, OPERATE, AUTHOR, ADMIN = (Depends(roles[x]) for x in (Role.READER, Role.OPERATOR, Role.AUTHOR, Role.ADMIN))
 
-    @r.get("/assets/{plural}", tags=["assets"])
+    @r.get("/assets/{plural}", tags=["assets"], dependencies=[READ])
     def list_assets(plural: str) -> list[dict[str, Any]]:
         return assets.list_kind(cp, _kind(plural))
 
-    @r.get("/assets/{plural}/{name}", tags=["assets"])
+    @r.get("/assets/{plural}/{name}", tags=["assets"], dependencies=[READ])
     def show_asset(plural: str, name: str) -> dict[str, Any]:
         return assets.show(cp, _kind(plural), name)
 
-    @r.delete("/assets/{plural}/{name}", tags=["assets"], status_code=204)
-    def delete_asset(plural: str, name: str) -> Response:
-        assets.delete(cp, _kind(plural), name)
+    @r.delete("/assets/{plural}/{name}", tags=["assets"], status_code=204, dependencies=[AUTHOR])
+    def delete_asset(plural: str, name: str, request: Request) -> Response:
+        kind = _kind(plural)
+        if kind in SECRET_KINDS:
+            principal_of(request).require(Role.ADMIN, f"deleting a {kind}")
+        assets.delete(cp, kind, name)
         return Response(status_code=204)
 
-    @r.put("/assets/variables/{name}", tags=["assets"])
-    def set_variable(name: str, body: VariableBody) -> dict[str, Any]:
+    @r.put("/assets/variables/{name}", tags=["assets"], dependencies=[AUTHOR])
+    def set_variable(name: str, body: VariableBody, request: Request) -> dict[str, Any]:
+        if body.encrypted:
+            principal_of(request).require(Role.ADMIN, "an encrypted variable")
         return assets.set_variable(cp, name, body.value, body.encrypted, body.description)
 
-    @r.put("/assets/credentials/{name}", tags=["assets"])
+    @r.put("/assets/credentials/{name}", tags=["assets"], dependencies=[ADMIN])
     def set_credential(name: str, body: CredentialBody) -> dict[str, Any]:
         return assets.set_credential(cp, name, body.username, body.password, body.description)
 
-    @r.put("/assets/certificates/{name}", tags=["assets"])
+    @r.put("/assets/certificates/{name}", tags=["assets"], dependencies=[ADMIN])
     def set_certificate(name: str, body: CertificateBody) -> dict[str, Any]:
         return assets.set_certificate(cp, name, body.data, body.password, body.exportable, body.description)
 
-    @r.put("/assets/connections/{name}", tags=["assets"])
-    def set_connection(name: str, body: ConnectionBody) -> dict[str, Any]:
+    @r.put("/assets/connections/{name}", tags=["assets"], dependencies=[AUTHOR])
+    def set_connection(name: str, body: ConnectionBody, request: Request) -> dict[str, Any]:
+        if body.encrypted_fields:
+            principal_of(request).require(Role.ADMIN, "a connection with encrypted fields")
         return assets.set_connection(
             cp, name, body.connection_type, body.fields, body.encrypted_fields, body.description
         )
 
-    @r.put("/groups/{name}/runas", tags=["workers"])
+    @r.put("/groups/{name}/runas", tags=["workers"], dependencies=[ADMIN])
     def set_run_as(name: str, body: RunAsBody) -> dict[str, Any]:
         return assets.set_group_run_as(cp, name, body.credential)
 
-    @r.post("/schedules/{name}", tags=["schedules"], status_code=201)
+    @r.post("/schedules/{name}", tags=["schedules"], status_code=201, dependencies=[AUTHOR])
     def create_schedule(name: str, body: ScheduleBody) -> dict[str, Any]:
         return schedules.create(
             cp,
@@ -150,24 +164,24 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
             body.enabled,
         )
 
-    @r.get("/schedules", tags=["schedules"])
+    @r.get("/schedules", tags=["schedules"], dependencies=[READ])
     def list_schedules() -> list[dict[str, Any]]:
         return schedules.list_all(cp)
 
-    @r.get("/schedules/{name}", tags=["schedules"])
+    @r.get("/schedules/{name}", tags=["schedules"], dependencies=[READ])
     def show_schedule(name: str) -> dict[str, Any]:
         return schedules.show(cp, name)
 
-    @r.patch("/schedules/{name}", tags=["schedules"])
+    @r.patch("/schedules/{name}", tags=["schedules"], dependencies=[AUTHOR])
     def enable_schedule(name: str, body: EnabledBody) -> dict[str, Any]:
         return schedules.set_enabled(cp, name, body.enabled)
 
-    @r.delete("/schedules/{name}", tags=["schedules"], status_code=204)
+    @r.delete("/schedules/{name}", tags=["schedules"], status_code=204, dependencies=[AUTHOR])
     def delete_schedule(name: str) -> Response:
         schedules.delete(cp, name)
         return Response(status_code=204)
 
-    @r.post("/webhooks/{name}", tags=["webhooks"], status_code=201)
+    @r.post("/webhooks/{name}", tags=["webhooks"], status_code=201, dependencies=[AUTHOR])
     def create_webhook(name: str, body: WebhookBody, request: Request) -> dict[str, Any]:
         view, token = webhooks.create(
             cp, name, body.runbook, body.run_on, body.params, body.expires_at, body.expires_in_s, body.enabled
@@ -175,19 +189,19 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
         base = (cp.public_url or str(request.base_url)).rstrip("/")
         return {**view, "token": token, "url": f"{base}{c.WEBHOOKS}?token={token}"}
 
-    @r.get("/webhooks", tags=["webhooks"])
+    @r.get("/webhooks", tags=["webhooks"], dependencies=[READ])
     def list_webhooks() -> list[dict[str, Any]]:
         return webhooks.list_all(cp)
 
-    @r.get("/webhooks/{name}", tags=["webhooks"])
+    @r.get("/webhooks/{name}", tags=["webhooks"], dependencies=[READ])
     def show_webhook(name: str) -> dict[str, Any]:
         return webhooks.show(cp, name)
 
-    @r.patch("/webhooks/{name}", tags=["webhooks"])
+    @r.patch("/webhooks/{name}", tags=["webhooks"], dependencies=[AUTHOR])
     def enable_webhook(name: str, body: EnabledBody) -> dict[str, Any]:
         return webhooks.set_enabled(cp, name, body.enabled)
 
-    @r.delete("/webhooks/{name}", tags=["webhooks"], status_code=204)
+    @r.delete("/webhooks/{name}", tags=["webhooks"], status_code=204, dependencies=[AUTHOR])
     def delete_webhook(name: str) -> Response:
         webhooks.delete(cp, name)
         return Response(status_code=204)
@@ -241,11 +255,9 @@ def public_router(cp: ControlPlane) -> APIRouter:
     return r
 
 
-def routers(
-    cp: ControlPlane, require_admin: Callable[..., None], require_worker: Callable[..., Any]
-) -> list[APIRouter]:
+def routers(cp: ControlPlane, roles: RoleChecks, require_worker: Callable[..., Any]) -> list[APIRouter]:
     try:  # say at start-up, not at the first job, when the master key cannot read the stored assets
         crypto.keyring(cp)
     except crypto.MasterKeyError as exc:
         log.error("assets: %s", exc.message)
-    return [public_router(cp), agent_router(cp, require_worker), admin_router(cp, require_admin)]
+    return [public_router(cp), agent_router(cp, require_worker), admin_router(cp, roles)]

@@ -24,6 +24,7 @@ SUBAPPS: list[tuple[str, str]] = [
     ("asset", "outpost.commands.assets:app"),
     ("schedule", "outpost.commands.schedules:app"),
     ("webhook", "outpost.commands.webhooks:app"),
+    ("token", "outpost.commands.tokens:app"),
 ]
 COMMANDS: list[tuple[str, str]] = [
     ("server", "outpost.commands.server:server"),

@@ -59,6 +59,8 @@ class ControlPlaneObserver(Protocol):
 
     def on_worker_removed(self, name: str, group: str) -> None: ...
 
+    def on_audit(self, operation: str, target: str, caller: str, result: str) -> None: ...
+
 
 # Telemetry calls this to read queue depth and group membership at scrape time.
 SnapshotProvider = Callable[[], list[GroupSnapshot]]
@@ -75,4 +77,7 @@ class NullObserver:
         pass
 
     def on_worker_removed(self, name: str, group: str) -> None:
+        pass
+
+    def on_audit(self, operation: str, target: str, caller: str, result: str) -> None:
         pass

@@ -33,9 +33,12 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def build_alerting_router(evaluator: AlertEvaluator, require_admin: Callable[..., Any]) -> APIRouter:
-    """Every route needs the admin token (`require_admin` is the server's FastAPI dependency)."""
-    router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], dependencies=[Depends(require_admin)])
+def build_alerting_router(
+    evaluator: AlertEvaluator, require_read: Callable[..., Any], require_change: Callable[..., Any] | None = None
+) -> APIRouter:
+    """Reading alerts needs `require_read`; evaluating and maintenance windows `require_change` (default: the same)."""
+    router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], dependencies=[Depends(require_read)])
+    change = [Depends(require_change or require_read)]
 
     @router.get("")
     def list_alerts(
@@ -47,7 +50,7 @@ def build_alerting_router(evaluator: AlertEvaluator, require_admin: Callable[...
     def list_rules() -> list[dict[str, Any]]:
         return evaluator.rule_statuses()
 
-    @router.post("/evaluate")
+    @router.post("/evaluate", dependencies=change)
     def evaluate_now() -> dict[str, Any]:
         evaluator.tick(force=True)
         return {"alerts": evaluator.alerts(), "delivery_error": evaluator.last_delivery_error}
@@ -56,7 +59,7 @@ def build_alerting_router(evaluator: AlertEvaluator, require_admin: Callable[...
     def list_maintenance(include_expired: bool = False) -> list[dict[str, Any]]:
         return evaluator.maintenance_windows(include_expired=include_expired)
 
-    @router.post("/maintenance", status_code=status.HTTP_201_CREATED)
+    @router.post("/maintenance", status_code=status.HTTP_201_CREATED, dependencies=change)
     def add_maintenance(body: MaintenanceIn) -> dict[str, Any]:
         if not body.worker and not body.group:
             raise HTTPException(422, "give a worker or a group to silence")
@@ -72,7 +75,7 @@ def build_alerting_router(evaluator: AlertEvaluator, require_admin: Callable[...
             raise HTTPException(422, str(exc)) from None
         return window.to_dict()
 
-    @router.delete("/maintenance/{window_id}", status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete("/maintenance/{window_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=change)
     def remove_maintenance(window_id: str) -> None:
         if not evaluator.remove_maintenance(window_id):
             raise HTTPException(404, f"no maintenance window {window_id!r}")

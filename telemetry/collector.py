@@ -71,6 +71,9 @@ class _Observer:
     def on_worker_removed(self, name: str, group: str) -> None:
         self._c.metrics.fleet.remove(name, group)
 
+    def on_audit(self, operation: str, target: str, caller: str, result: str) -> None:
+        self._c.audit(datetime.now(UTC), operation, target, caller, result)
+
 
 class Collector:
     def __init__(

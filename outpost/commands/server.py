@@ -76,6 +76,7 @@ def server(
 
     from automation import dispatch, secrets, tracing
     from automation.app import create_app, open_control_plane
+    from automation.roles import Role
     from telemetry.alert_rules import RuleError, load_rules
     from telemetry.alerting import AlertEvaluator, collector_query_runner
     from telemetry.alerting_api import build_alerting_router
@@ -122,15 +123,16 @@ def server(
         generator_url=url,
     )
 
-    def routers(require_admin, require_worker):  # type: ignore[no-untyped-def]
+    def routers(roles, require_worker):  # type: ignore[no-untyped-def]
+        # Queries, Kusto REST and alerts are readers' business; silencing alerts is an operator's.
         return [
             build_router(
                 collector,
-                require_admin=require_admin,
+                require_admin=roles[Role.READER],
                 require_worker=require_worker,
                 allow_anonymous_query=query_anonymous,
             ),
-            build_alerting_router(evaluator, require_admin),
+            build_alerting_router(evaluator, roles[Role.READER], roles[Role.OPERATOR]),
         ]
 
     tracer_provider = server_tracer_provider(collector)

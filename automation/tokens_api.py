@@ -1,0 +1,39 @@
+"""REST routes of named API tokens (admin only): create, list, revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from automation import tokens
+from automation.auth import Role, RoleChecks
+from automation.context import ControlPlane
+from automation.roles import principal_of
+from outpost import contract as c
+
+
+class TokenBody(BaseModel):
+    role: str = Field(description="reader, operator, author or admin")
+    groups: list[str] | None = Field(default=None, description="operator only: the worker groups it may act on")
+    expires_in: str | None = Field(default=None, description="e.g. 90d, 12h; default: never")
+
+
+def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
+    r = APIRouter(prefix=f"{c.API}/tokens", tags=["tokens"], dependencies=[Depends(roles[Role.ADMIN])])
+
+    @r.post("/{name}", status_code=201)
+    def create(name: str, body: TokenBody, request: Request) -> dict[str, Any]:
+        """The answer's `token` is the only time the secret is shown."""
+        return tokens.create(cp, name, body.role, body.groups, body.expires_in, principal_of(request).name)
+
+    @r.get("")
+    def list_tokens() -> list[dict[str, Any]]:
+        return tokens.list_all(cp)
+
+    @r.delete("/{name}")
+    def revoke(name: str) -> dict[str, Any]:
+        return tokens.revoke(cp, name)
+
+    return r
