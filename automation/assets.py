@@ -36,6 +36,9 @@ PLURAL = {
     "connections": "connection",
 }
 MAX_VALUE_BYTES = 1024 * 1024
+# Deeper values break JSON encoders on the way out (each level is a recursion step), so
+# one stored value could make every listing fail. Azure's own variables are flat values.
+MAX_VALUE_DEPTH = 32
 MAX_CERT_BYTES = 256 * 1024
 
 # Azure's built-in connection types and their fields; other type names take any fields.
@@ -64,7 +67,7 @@ def view(row: Asset) -> dict[str, Any]:
     out: dict[str, Any] = {"name": row.name, "description": row.description}
     if row.kind == "variable":
         out["encrypted"] = row.encrypted
-        out["value"] = None if row.encrypted else public.get("value")
+        out["value"] = None if row.encrypted else _shown(public.get("value"))
         out["type"] = public.get("type")
     elif row.kind == "credential":
         out["username"] = public.get("username")
@@ -72,11 +75,28 @@ def view(row: Asset) -> dict[str, Any]:
         out.update({k: public.get(k) for k in ("thumbprint", "subject", "not_before", "expires_at", "exportable")})
     elif row.kind == "connection":
         out["connection_type"] = public.get("type")
-        out["fields"] = public.get("fields", {})
+        out["fields"] = {k: _shown(v) for k, v in public.get("fields", {}).items()}
         out["encrypted_fields"] = public.get("encrypted_fields", [])
     out["created_at"] = row.created_at.isoformat()
     out["updated_at"] = row.updated_at.isoformat()
     return out
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (the value may be hostile)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _shown(value: Any) -> Any:
+    """A stored value as listings show it: too deep (stored before the cap) -> its JSON text."""
+    return json.dumps(value) if _depth(value) > MAX_VALUE_DEPTH else value
 
 
 def _json_type(value: Any) -> str:
@@ -123,6 +143,9 @@ def _save(
 def set_variable(
     cp: ControlPlane, name: str, value: Any, encrypted: bool = False, description: str | None = None
 ) -> dict[str, Any]:
+    depth = _depth(value)
+    if depth > MAX_VALUE_DEPTH:
+        raise BadRequest(f"variable value nests {depth} levels deep; at most {MAX_VALUE_DEPTH} are allowed")
     if len(json.dumps(value).encode()) > MAX_VALUE_BYTES:
         raise BadRequest(f"variable value too large (over {MAX_VALUE_BYTES // 1024} KiB as JSON)")
     public: dict[str, Any] = {"type": _json_type(value)}
@@ -204,6 +227,9 @@ def set_connection(
 ) -> dict[str, Any]:
     if not connection_type or not NAME_RE.match(connection_type):
         raise BadRequest(f"invalid connection type {connection_type!r}")
+    depth = _depth(fields) - 1
+    if depth > MAX_VALUE_DEPTH:
+        raise BadRequest(f"connection field values nest {depth} levels deep; at most {MAX_VALUE_DEPTH} are allowed")
     required = CONNECTION_TYPES.get(connection_type)
     if required is not None:
         missing = [f for f in required if f not in fields]
