@@ -68,8 +68,11 @@ class RunbookType(StrEnum):
     PWSH = "pwsh"
 
 
-PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# The one rule for names (runbooks, groups, workers, assets, schedules, webhooks, tokens).
+# \Z, not $: `$` also matches before a trailing newline, so "linux\n" passed as a name
+# that looked identical to "linux" in every listing.
+PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 class JobParam(BaseModel):

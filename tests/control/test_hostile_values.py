@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import httpx
+
 from tests.helpers.procs import Server
 
 
@@ -42,3 +44,13 @@ def test_listings_survive_a_value_stored_before_the_cap(server: Server):
         shown = c.get("/api/v1/assets/variables/old")
     assert listing.status_code == 200, listing.text
     assert shown.status_code == 200 and isinstance(shown.json()["value"], str)  # shown as its JSON text
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_second_name(server: Server):
+    body = {"key": server.registration_key, "group": "linux\n", "name": "w1"}
+    r = httpx.post(f"{server.url}/api/v1/agent/register", json=body, timeout=30)
+    assert r.status_code == 400 and "invalid worker group name" in r.json()["detail"]
+    with server.client() as c:
+        draft = c.put("/api/v1/runbooks/hello%0A/draft", json={"type": "bash", "content": "true"})
+        assert draft.status_code == 400
+        assert c.put("/api/v1/assets/variables/region%0A", json={"value": 1}).status_code == 400
