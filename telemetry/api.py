@@ -132,7 +132,7 @@ def build_router(
         try:
             result = await run(body.get("query"), body.get("timeout_s"))
         except kql.QueryError as exc:
-            return JSONResponse(status_code=400, content={"detail": exc.message, **exc.to_dict()})
+            return JSONResponse(status_code=exc.status, content={"detail": exc.message, **exc.to_dict()})
         return JSONResponse(
             {
                 "columns": [{"name": n, "type": t} for n, t in result.columns],
@@ -169,7 +169,7 @@ def build_router(
         try:
             result = await run(csl, timeout)
         except kql.QueryError as exc:
-            return JSONResponse(status_code=400, content=kusto.error_body(exc))
+            return JSONResponse(status_code=exc.status, content=kusto.error_body(exc))
         request_id = request.headers.get("x-ms-client-request-id")
         return JSONResponse(
             kusto.v2_response(result.columns, result.rows, truncated=result.truncated, request_id=request_id)
@@ -181,7 +181,7 @@ def build_router(
         try:
             result = await run(csl, timeout)
         except kql.QueryError as exc:
-            return JSONResponse(status_code=400, content=kusto.error_body(exc))
+            return JSONResponse(status_code=exc.status, content=kusto.error_body(exc))
         return JSONResponse(kusto.v1_response(result.columns, result.rows))
 
     @router.post("/v1/rest/mgmt", dependencies=[query_auth], tags=["kusto"])

@@ -14,6 +14,7 @@ per-column Python lists): row-by-row inserts are hundreds of times slower.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -202,6 +203,30 @@ TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
 # Bounded memory for HeartbeatId dedupe; older re-sends are checked in the table.
 SEEN_IDS_CAPACITY = 200_000
 
+# What queries may use (`--query-memory`, `--query-threads`). DuckDB's limits are per database
+# except `operator_memory_limit`, which is per connection: each query's cursor gets the query
+# budget, the database as a whole twice that, and spilling to disk stops at four times that.
+DEFAULT_QUERY_MEMORY = "1GiB"
+DEFAULT_QUERY_THREADS = 2
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20}
+_UNITS |= {"g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """`512MiB`, `1GiB`, `2GB`, `1g` or a byte count -> bytes; raises ValueError."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else ""
+    if not m or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB or 2GiB)")
+    value = int(float(m.group(1)) * _UNITS[unit])
+    if value < 64 * 2**20:
+        raise ValueError(f"{text!r} is too small for DuckDB (at least 64MiB)")
+    return value
+
+
+def _mib(n: int) -> str:
+    return f"{max(1, n // 2**20)}MiB"
+
 
 def utcnow() -> datetime:
     """Naive UTC, the form DuckDB TIMESTAMP columns hold."""
@@ -247,11 +272,22 @@ def to_naive_utc(value: Any) -> datetime | None:
 class TelemetryStore:
     """DuckDB-backed tables; thread-safe (one writer cursor under a lock, a cursor per reader)."""
 
-    def __init__(self, path: Path | str | None, *, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str | None,
+        *,
+        memory_limit: str | None = None,
+        query_memory: str = DEFAULT_QUERY_MEMORY,
+        query_threads: int = DEFAULT_QUERY_THREADS,
+    ) -> None:
         self.path = str(path) if path else ":memory:"
-        config: dict[str, Any] = {}
-        if memory_limit:
-            config["memory_limit"] = memory_limit
+        self.query_memory = _mib(parse_size(query_memory))
+        budget = parse_size(query_memory)
+        config: dict[str, Any] = {
+            "memory_limit": memory_limit or _mib(2 * budget),
+            "max_temp_directory_size": _mib(4 * budget),
+            "threads": max(1, int(query_threads)),
+        }
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET TimeZone='UTC'")
         self._write_lock = threading.Lock()
@@ -294,6 +330,7 @@ class TelemetryStore:
         cur = self._con.cursor()
         try:
             cur.execute("SET TimeZone='UTC'")
+            cur.execute(f"SET operator_memory_limit = '{self.query_memory}'")
             yield cur
         finally:
             cur.close()
