@@ -204,7 +204,7 @@ def build_router(
             data = otlp.decompress(raw, request.headers.get("content-encoding"), MAX_BODY_BYTES)
             msg, as_json = otlp.decode(signal, data, ctype)
             table, convert = otlp.ROWS[signal]
-            rows, rejected, reason = convert(msg)
+            rows, rejected, reason = convert(msg, worker)
             if rows:
                 await run_in_threadpool(collector.ingest_rows, table, rows, worker=worker.name)
         except HTTPException as exc:

@@ -14,7 +14,6 @@ per-column Python lists): row-by-row inserts are hundreds of times slower.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from telemetry.query_limits import DEFAULT_QUERY_MEMORY, DEFAULT_QUERY_THREADS, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ HEARTBEAT_COLUMNS: list[tuple[str, str]] = [
     # Outpost additions
     ("WorkerGroup_s", "VARCHAR"),  # the hybrid worker group the worker polls for
     ("HeartbeatId", "VARCHAR"),  # agent-chosen uuid; re-sends carry the same one
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the agent said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),  # server receive time = ingestion_time()
 ]
 
@@ -92,6 +94,7 @@ AZURE_DIAGNOSTICS_COLUMNS: list[tuple[str, str]] = [
     ("SourceSystem", "VARCHAR"),
     ("Type", "VARCHAR"),
     ("_ResourceId", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -107,6 +110,7 @@ DIAGNOSTIC_RESULTS_COLUMNS: list[tuple[str, str]] = [
     ("DurationMs", "DOUBLE"),
     ("Evidence", "JSON"),
     ("Type", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -128,6 +132,9 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
     ("Events", "JSON"),
     ("Links", "JSON"),
     ("Type", "VARCHAR"),
+    ("Computer", "VARCHAR"),  # the worker whose credential sent it (NULL: the server's own)
+    ("WorkerGroup_s", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -151,6 +158,9 @@ METRICS_COLUMNS: list[tuple[str, str]] = [
     ("ScopeName", "VARCHAR"),
     ("ResourceAttributes", "JSON"),
     ("Type", "VARCHAR"),
+    ("Computer", "VARCHAR"),  # the worker whose credential sent it (NULL: the server's own)
+    ("WorkerGroup_s", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -167,6 +177,9 @@ LOGS_COLUMNS: list[tuple[str, str]] = [
     ("ScopeName", "VARCHAR"),
     ("ResourceAttributes", "JSON"),
     ("Type", "VARCHAR"),
+    ("Computer", "VARCHAR"),  # the worker whose credential sent it (NULL: the server's own)
+    ("WorkerGroup_s", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -203,29 +216,26 @@ TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
 # Bounded memory for HeartbeatId dedupe; older re-sends are checked in the table.
 SEEN_IDS_CAPACITY = 200_000
 
-# What queries may use (`--query-memory`, `--query-threads`). DuckDB's limits are per database
-# except `operator_memory_limit`, which is per connection: each query's cursor gets the query
-# budget, the database as a whole twice that, and spilling to disk stops at four times that.
-DEFAULT_QUERY_MEMORY = "1GiB"
-DEFAULT_QUERY_THREADS = 2
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20}
-_UNITS |= {"g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """`512MiB`, `1GiB`, `2GB`, `1g` or a byte count -> bytes; raises ValueError."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
-    unit = m.group(2).lower() if m else ""
-    if not m or unit not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB or 2GiB)")
-    value = int(float(m.group(1)) * _UNITS[unit])
-    if value < 64 * 2**20:
-        raise ValueError(f"{text!r} is too small for DuckDB (at least 64MiB)")
-    return value
-
 
 def _mib(n: int) -> str:
     return f"{max(1, n // 2**20)}MiB"
+
+
+# Azure's rule for TimeGenerated: more than 2 days before the receive time or more than 1 day
+# after it becomes the receive time (so a clock in 2099 can't make a dead worker look alive);
+# the sent value is kept in OriginalTimeGenerated_t.
+MAX_PAST = timedelta(days=2)
+MAX_FUTURE = timedelta(days=1)
+
+
+def clamp_times(times: list[Any], received: datetime) -> tuple[list[Any], list[datetime | None] | None]:
+    """(clamped TimeGenerated values, originals where clamped or None when nothing was); NULLs stay NULL."""
+    lo, hi = received - MAX_PAST, received + MAX_FUTURE
+    known = [t for t in times if t is not None] if None in times else times
+    if not known or (lo <= min(known) and max(known) <= hi):
+        return times, None
+    originals = [t if t is not None and not lo <= t <= hi else None for t in times]
+    return [received if o is not None else t for t, o in zip(times, originals, strict=True)], originals
 
 
 def utcnow() -> datetime:
@@ -364,6 +374,12 @@ class TelemetryStore:
             if default is not None:
                 values = [default if v is None or v == "" else v for v in values]
             columns.append(_coerce_column(values, typ))
+        names = [c for c, _ in cols]
+        if "TimeGenerated" in present:
+            i = names.index("TimeGenerated")
+            columns[i], originals = clamp_times(columns[i], received)
+            if originals is not None:
+                columns[names.index("OriginalTimeGenerated_t")] = originals
         self._insert_columns(table, columns, len(rows))
         return len(rows)
 
@@ -431,6 +447,10 @@ class TelemetryStore:
         """
         if n == 0:
             return 0, 0
+        received = utcnow()
+        times, originals = clamp_times(times, received)
+        if originals is not None:
+            columns = {**columns, "TimeGenerated": times, "OriginalTimeGenerated_t": originals}
         with self._write_lock:  # the seen-set, the check and the insert must agree
             if self._closed:
                 raise RuntimeError("telemetry store is closed")
@@ -448,7 +468,7 @@ class TelemetryStore:
                 kept_times, kept_ids, inserted = times, ids, n
             if inserted:
                 self._insert_columns(
-                    "Heartbeat", self._column_lists("Heartbeat", columns, inserted), inserted, locked=True
+                    "Heartbeat", self._column_lists("Heartbeat", columns, inserted, received), inserted, locked=True
                 )
                 if kept_ids is not None:
                     self._remember_batch(kept_ids, kept_times)
@@ -486,10 +506,11 @@ class TelemetryStore:
             # We no longer know which ids at or before the newest forgotten time are stored.
             self._dedupe_watermark = forgotten
 
-    def _column_lists(self, table: str, columns: Mapping[str, list[Any]], n: int) -> list[list[Any]]:
+    def _column_lists(
+        self, table: str, columns: Mapping[str, list[Any]], n: int, received: datetime
+    ) -> list[list[Any]]:
         """Per-column value lists in table order: defaults for absent columns, coerced to the column types."""
         defaults = TABLE_DEFAULTS.get(table, {})
-        received = utcnow()
         out: list[list[Any]] = []
         for name, typ in TABLES[table]:
             default = defaults.get(name)
