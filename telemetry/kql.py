@@ -339,7 +339,9 @@ class _Session:
         query = _simple_rewrites(kt.strip_comments(query))
         if not self.probed:  # the user's query, once (rewrites re-enter with pieces of it)
             self.probed = True
-            kb.probe_calls(query, kt.mask(query), self.sql_length, self.check_deadline)
+            masked = kt.mask(query)
+            kb.probe_calls(query, masked, self.sql_length, self.check_deadline)
+            kb.probe_lets(query, masked, self.sql_length, self.check_deadline)
         for _ in range(MAX_REWRITES):
             masked = kt.mask(query)
             found = _first_gap(masked)
@@ -1102,7 +1104,9 @@ def run_query(
         ) from None
     except RecursionError:
         depth, pos = kb.nesting(kt.mask(query))
-        raise kb.too_complex(query, depth, pos, "it is nested too deeply to translate") from None
+        raise kb.too_complex(
+            query, depth, pos, "it is nested too deeply to translate (long chains of operators count as nesting too)"
+        ) from None
     except (ArithmeticError, OverflowError) as exc:  # decimal.InvalidOperation, a timespan beyond any range
         length, pos = kb.longest_number(kt.mask(query))
         line, col = kb.line_col(query, pos) if length else (None, None)

@@ -141,6 +141,34 @@ def probe_calls(query: str, masked: str, sql_length: Callable[[str], int | None]
             raise too_complex(query, height, start, _sql_why(size))
 
 
+_LET = re.compile(r"\s*let\s+([A-Za-z_]\w*)\s*=\s*")
+
+
+def probe_lets(query: str, masked: str, sql_length: Callable[[str], int | None], check: Callable[[], None]) -> None:
+    """A scalar `let` is substituted at each use, so `let b = tostring(a)` chains grow like nesting:
+    translate each let that reads an earlier one, with the lets before it, and refuse the first too big."""
+    names: list[str] = []
+    for start, end in kt.split_top(masked, 0, len(masked), ";"):
+        m = _LET.match(masked, start, end)
+        if not m or masked[m.end() : end].lstrip().startswith("("):  # not a let, or a function
+            continue
+        body = masked[m.end() : end]
+        if names and re.search(r"(?<![\w.])(" + "|".join(map(re.escape, names)) + r")(?![\w(])", body):
+            check()
+            size = sql_length(f"{query[:end]};\nprint __outpost_probe = {m.group(1)}")
+            if size is not None and size > MAX_SQL_CHARS:
+                line, col = line_col(query, m.start(1))
+                raise QueryTooComplexError(
+                    f"query too complex (expression nesting {len(names) + 1}) at line {line}, column {col}"
+                    f" (let {m.group(1)}): " + _sql_why(size),
+                    line=line,
+                    column=col,
+                )
+        names.append(m.group(1))
+        if len(names) > MAX_PROBES:
+            return
+
+
 def _sql_why(size: int) -> str:
     return (
         f"it translates to {size // 1000:,} KB of SQL, more than the {MAX_SQL_CHARS // 1000} KB limit;"
@@ -225,6 +253,44 @@ def _async_raise(thread_id: int, exc: type[BaseException] | None) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
+class _Watchdog:
+    """One thread for every running query (a thread per query fails first when memory is short)."""
+
+    def __init__(self) -> None:
+        self._budgets: set[Budget] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, budget: Budget) -> None:
+        with self._cond:
+            self._budgets.add(budget)
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._run, name="kql-budget", daemon=True)
+                try:
+                    thread.start()
+                    self._thread = thread
+                except RuntimeError:  # no thread to be had: queries still check the deadline between phases
+                    self._thread = None
+            self._cond.notify()
+
+    def remove(self, budget: Budget) -> None:
+        with self._cond:
+            self._budgets.discard(budget)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._budgets:
+                    self._cond.wait()
+                budgets = list(self._budgets)
+            for budget in budgets:
+                budget.tick()
+            time.sleep(WATCH_INTERVAL_S)
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Budget:
     """One query's deadline, enforced on the thread that runs it and on its DuckDB cursor."""
 
@@ -237,7 +303,6 @@ class Budget:
         self._lock = threading.Lock()
         self._armed = False
         self._fired: type[BaseException] | None = None
-        self._done = threading.Event()
         self._rss0: int | None = None
 
     def remaining(self) -> float:
@@ -252,7 +317,7 @@ class Budget:
     def start(self, cursor: Any) -> None:
         self._cursor = cursor
         self._armed = True
-        threading.Thread(target=self._watch, name="kql-budget", daemon=True).start()
+        _WATCHDOG.add(self)
 
     def begin_translation(self) -> None:
         """Python starts translating: its growth is measured from here until `end_translation`."""
@@ -262,17 +327,17 @@ class Budget:
     def end_translation(self) -> None:
         self.translating = False
 
-    def _watch(self) -> None:
-        while not self._done.wait(WATCH_INTERVAL_S):
-            if time.monotonic() >= self.deadline:
-                if self._cursor is not None:
-                    self._cursor.interrupt()
-                self._fire(DeadlinePassed)
-                continue
-            if self.translating and self._rss0 is not None:
-                now = _rss()
-                if now is not None and now - self._rss0 > MAX_TRANSLATION_GROWTH:
-                    self._fire(TranslationTooLarge)
+    def tick(self) -> None:
+        """Called by the watchdog every WATCH_INTERVAL_S."""
+        if time.monotonic() >= self.deadline:
+            if self._cursor is not None:
+                self._cursor.interrupt()
+            self._fire(DeadlinePassed)
+            return
+        if self.translating and self._rss0 is not None:
+            now = _rss()
+            if now is not None and now - self._rss0 > MAX_TRANSLATION_GROWTH:
+                self._fire(TranslationTooLarge)
 
     def _fire(self, exc: type[BaseException]) -> None:
         with self._lock:
@@ -281,7 +346,7 @@ class Budget:
                 _async_raise(self._thread_id, exc)
 
     def stop(self) -> None:
-        self._done.set()
+        _WATCHDOG.remove(self)
         with self._lock:
             self._armed = False
             if self._fired is not None:
