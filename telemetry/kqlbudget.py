@@ -12,10 +12,13 @@ duckdb-kql renders some functions by repeating their operand (about 8× for
   never after building megabytes; the whole translation is capped the same way;
 - a `range` too long to build is refused inside DuckDB, from its evaluated bounds
   (a guard in the translated SQL), so `1e9`, `toint(...)` or arithmetic can't slip by;
-- a watchdog per query: at the deadline it interrupts DuckDB and stops the
-  Python phases (parse, rewrite, translate) with an asynchronous exception; while
-  Python is translating, a process RSS growth beyond `MAX_TRANSLATION_GROWTH`
-  stops it too (user functions can expand without any deep text nesting).
+- a scalar `let` that reads an earlier one is probed the same way (lets are
+  substituted at each use, so `let b = tostring(a)` chains grow like nesting);
+- a watchdog (one thread for all queries): at a query's deadline it interrupts
+  DuckDB and stops the Python phases (parse, rewrite, translate) with an
+  asynchronous exception; while Python is translating, a process RSS growth beyond
+  `MAX_TRANSLATION_GROWTH` stops it too (user functions can expand without any
+  deep text nesting).
 """
 
 from __future__ import annotations

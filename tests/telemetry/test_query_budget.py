@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 DEADLINE_S = 5.0
 LATE_S = 2.0  # "no answer later than the deadline plus 2 s"
 QUERY_MEMORY = "256MiB"
-HEADROOM = 2 * 2**30  # address space (or cgroup memory) the server may add to what it has at start
+HEADROOM = 2 * 2**30  # memory (cgroup) the server may add to what it has at start
+AS_HEADROOM = 4 * 2**30  # address space (RLIMIT_AS): threads reserve stacks and malloc arenas they never touch
 RSS_BOUND = 1536 * 2**20
 HEARTBEAT_ROWS = 3000
 
@@ -41,7 +42,7 @@ def _status_kb(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
-def cap_memory(pid: int, headroom: int) -> tuple[str, Callable[[], None]]:
+def cap_memory(pid: int, headroom: int, as_headroom: int) -> tuple[str, Callable[[], None]]:
     """Cap *pid*'s memory; returns (how, undo)."""
     root = Path("/sys/fs/cgroup")
     controllers = root / "cgroup.controllers"
@@ -65,7 +66,7 @@ def cap_memory(pid: int, headroom: int) -> tuple[str, Callable[[], None]]:
                         time.sleep(0.1)
 
             return "cgroup v2 memory.max", undo_cgroup
-    limit = _status_kb(pid, "VmSize") + headroom
+    limit = _status_kb(pid, "VmSize") + as_headroom
     resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
     return f"RLIMIT_AS {limit // 2**20} MiB", lambda: None
 
@@ -97,7 +98,7 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capped]:
     tmp = tmp_path_factory.mktemp("budget")
     server = Server(tmp / "server", extra=["--query-memory", QUERY_MEMORY]).start()
     assert server.proc is not None
-    how, undo = cap_memory(server.proc.pid, HEADROOM)
+    how, undo = cap_memory(server.proc.pid, HEADROOM, AS_HEADROOM)
     try:
         agent = Agent(server, tmp / "state", "g1", "w1")
         agent.register()
