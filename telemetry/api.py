@@ -132,7 +132,7 @@ def build_router(
         try:
             result = await run(body.get("query"), body.get("timeout_s"))
         except kql.QueryError as exc:
-            return JSONResponse(status_code=400, content={"detail": exc.message, **exc.to_dict()})
+            return JSONResponse(status_code=exc.status, content={"detail": exc.message, **exc.to_dict()})
         return JSONResponse(
             {
                 "columns": [{"name": n, "type": t} for n, t in result.columns],
@@ -169,7 +169,7 @@ def build_router(
         try:
             result = await run(csl, timeout)
         except kql.QueryError as exc:
-            return JSONResponse(status_code=400, content=kusto.error_body(exc))
+            return JSONResponse(status_code=exc.status, content=kusto.error_body(exc))
         request_id = request.headers.get("x-ms-client-request-id")
         return JSONResponse(
             kusto.v2_response(result.columns, result.rows, truncated=result.truncated, request_id=request_id)
@@ -181,7 +181,7 @@ def build_router(
         try:
             result = await run(csl, timeout)
         except kql.QueryError as exc:
-            return JSONResponse(status_code=400, content=kusto.error_body(exc))
+            return JSONResponse(status_code=exc.status, content=kusto.error_body(exc))
         return JSONResponse(kusto.v1_response(result.columns, result.rows))
 
     @router.post("/v1/rest/mgmt", dependencies=[query_auth], tags=["kusto"])
@@ -204,7 +204,7 @@ def build_router(
             data = otlp.decompress(raw, request.headers.get("content-encoding"), MAX_BODY_BYTES)
             msg, as_json = otlp.decode(signal, data, ctype)
             table, convert = otlp.ROWS[signal]
-            rows, rejected, reason = convert(msg)
+            rows, rejected, reason = convert(msg, worker)
             if rows:
                 await run_in_threadpool(collector.ingest_rows, table, rows, worker=worker.name)
         except HTTPException as exc:

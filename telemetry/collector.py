@@ -27,7 +27,15 @@ from outpost.contract import FINAL_STATUSES, StreamRecord
 from outpost.observer import JobEvent, SnapshotProvider, WorkerIdentity
 from telemetry import kql, rows
 from telemetry.metrics import CollectorMetrics
-from telemetry.store import DB_FILE, TABLES, TelemetryStore, to_naive_utc, utcnow
+from telemetry.store import (
+    DB_FILE,
+    DEFAULT_QUERY_MEMORY,
+    DEFAULT_QUERY_THREADS,
+    TABLES,
+    TelemetryStore,
+    to_naive_utc,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +94,17 @@ class Collector:
         tls_cert_path: Path | None = None,
         stale_after_s: float = 180.0,
         memory_limit: str | None = None,
+        query_memory: str = DEFAULT_QUERY_MEMORY,
+        query_threads: int = DEFAULT_QUERY_THREADS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
         self.query_timeout_s = query_timeout_s
         self.stale_after_s = stale_after_s
-        self.store = TelemetryStore(self.data_dir / DB_FILE, memory_limit=memory_limit)
+        self.store = TelemetryStore(
+            self.data_dir / DB_FILE, memory_limit=memory_limit, query_memory=query_memory, query_threads=query_threads
+        )
         self.metrics = CollectorMetrics(snapshot=snapshot, stale_after_s=stale_after_s, tls_cert_path=tls_cert_path)
         self.observer = _Observer(self)
         self._queue: queue.SimpleQueue[tuple[str, list[dict[str, Any]]]] = queue.SimpleQueue()
@@ -266,10 +278,13 @@ class Collector:
         self, text: str, *, timeout_s: float | None = None, max_rows: int = kql.DEFAULT_MAX_ROWS
     ) -> kql.QueryResult:
         """Run KQL; raises kql.QueryError (subclasses) for anything the caller must fix."""
-        self.flush()
         timeout = self.query_timeout_s if timeout_s is None else min(timeout_s, self.query_timeout_s)
-        if not self._query_slots.acquire(timeout=timeout):
-            raise kql.QueryTimeoutError("too many queries running; try again")
+        deadline = time.monotonic() + timeout  # one deadline: waiting for a slot counts too
+        self.flush()
+        if not self._query_slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise kql.QueryBusyError(
+                f"all {MAX_CONCURRENT_QUERIES} query slots stayed busy for {timeout:g} s; try again"
+            )
         started = time.monotonic()
         outcome = "error"
         try:
@@ -280,6 +295,7 @@ class Collector:
                     tables={t: [c for c, _ in cols] for t, cols in TABLES.items()},
                     timeout_s=timeout,
                     max_rows=max_rows,
+                    deadline=deadline,
                 )
             outcome = "ok"
             return result

@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -31,50 +29,37 @@ from typing import Any
 import duckdb
 import duckdb_kql
 
+from telemetry import kqlbudget as kb
 from telemetry import kqltext as kt
+from telemetry.kqlerrors import (
+    QueryBusyError,
+    QueryError,
+    QueryResourceError,
+    QuerySyntaxError,
+    QueryTimeoutError,
+    QueryTooComplexError,
+    QueryUnsupportedError,
+    UnknownColumnError,
+    UnknownTableError,
+)
 from telemetry.series import DEFAULT_NAMES, SERIES_FUNCTIONS
+
+__all__ = [
+    "QueryBusyError",
+    "QueryError",
+    "QueryResourceError",
+    "QueryResult",
+    "QuerySyntaxError",
+    "QueryTimeoutError",
+    "QueryTooComplexError",
+    "QueryUnsupportedError",
+    "UnknownColumnError",
+    "UnknownTableError",
+    "run_query",
+]
 
 MAX_REWRITES = 64
 DEFAULT_MAX_ROWS = 500_000  # Kusto's default result truncation
-
-
-class QueryError(Exception):
-    """A query the user must fix (HTTP 400); `line`/`column` locate it when known (1-based)."""
-
-    kind = "error"
-
-    def __init__(self, message: str, *, line: int | None = None, column: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.kind, "message": self.message}
-        if self.line is not None:
-            out["line"] = self.line
-            out["column"] = self.column
-        return out
-
-
-class QuerySyntaxError(QueryError):
-    kind = "syntax_error"
-
-
-class QueryUnsupportedError(QueryError):
-    kind = "unsupported"
-
-
-class UnknownTableError(QueryError):
-    kind = "unknown_table"
-
-
-class UnknownColumnError(QueryError):
-    kind = "unknown_column"
-
-
-class QueryTimeoutError(QueryError):
-    kind = "timeout"
 
 
 @dataclass
@@ -82,7 +67,6 @@ class QueryResult:
     columns: list[tuple[str, str]]  # (name, Kusto type)
     rows: list[list[Any]]  # JSON-ready values
     truncated: bool = False
-    raw_rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
 
 
 # DuckDB type -> Kusto scalar type
@@ -224,26 +208,35 @@ AGGREGATES = frozenset(
 
 
 class _Session:
-    """One query: a private cursor, a pinned clock, a deadline, its temp tables."""
+    """One query: a private cursor, a pinned clock, a budget (deadline and limits), its temp tables."""
 
     def __init__(
-        self, cursor: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], now: datetime, deadline: float
+        self, cursor: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], now: datetime, budget: kb.Budget
     ) -> None:
         self.cur = cursor
         self.tables = tables
         self.now = now
-        self.deadline = deadline
+        self.budget = budget
         self.temp: dict[str, list[str]] = {}
         self.counter = 0
+        self.probed = False
 
     # -- execution ---------------------------------------------------------
 
     def schema(self) -> dict[str, list[str]]:
         return {**self.tables, **self.temp}
 
+    def _to_sql(self, query: str) -> Any:
+        self.check_deadline()
+        self.budget.begin_translation()
+        try:
+            return duckdb_kql.to_sql(query, schema=self.schema(), query_now=self.now, allow_write=False)
+        finally:
+            self.budget.end_translation()
+
     def translate(self, query: str) -> tuple[str, dict[str, Any]]:
         try:
-            result = duckdb_kql.to_sql(query, schema=self.schema(), query_now=self.now, allow_write=False)
+            result = self._to_sql(query)
         except duckdb_kql.KqlSyntaxError as exc:
             raise QuerySyntaxError(f"syntax error: {exc}") from None
         except duckdb_kql.KqlUnsupportedError as exc:
@@ -257,41 +250,59 @@ class _Session:
             raise QueryError(str(exc)) from None
         if result.unbound:
             raise QueryError(f"query parameters without a value: {', '.join(result.unbound)}")
-        return str(result), dict(result.parameters)
+        sql = str(result)
+        kb.check_sql_size(sql, query)
+        return kb.guard_ranges(sql), dict(result.parameters)
+
+    def sql_length(self, query: str) -> int | None:
+        """Length of *query*'s SQL, or None when it does not translate on its own (a probe)."""
+        try:
+            return len(self._to_sql(query))
+        except duckdb_kql.KqlError:
+            return None
 
     def run_sql(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> duckdb.DuckDBPyConnection:
         self.check_deadline()
         try:
             return self.cur.execute(sql, params) if params else self.cur.execute(sql)
-        except duckdb.InterruptException:
-            raise QueryTimeoutError("query cancelled: it ran longer than the time limit") from None
-        except duckdb.CatalogException as exc:
-            text = str(exc)
+        except duckdb.Error as exc:
+            raise self.duck_error(exc) from None
+
+    def duck_error(self, exc: duckdb.Error) -> QueryError:
+        """The QueryError a DuckDB failure means for the user."""
+        text = str(exc)
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if isinstance(exc, duckdb.InterruptException) or self.expired():
+            return QueryTimeoutError(self.budget.timeout_message())
+        if kb.RANGE_REFUSED in text:
+            return QueryTooComplexError(kb.RANGE_REFUSED)
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            return QueryResourceError(
+                "query needs more memory (or temporary disk) than the collector allows (--query-memory);"
+                f" narrow it with where, summarize or take ({first})"
+            )
+        if isinstance(exc, duckdb.CatalogException):
             m = re.search(r"Table with name (\S+) does not exist", text)
             if m:
                 known = ", ".join(sorted(self.tables))
-                raise UnknownTableError(f"unknown table '{m.group(1)}' (Outpost has: {known})") from None
+                return UnknownTableError(f"unknown table '{m.group(1)}' (Outpost has: {known})")
             m = re.search(r"Referenced column \"?([^\"\s]+)\"? not found", text)
             if m:
-                raise UnknownColumnError(f"unknown column '{m.group(1)}': {text.splitlines()[0]}") from None
-            raise QueryError(text.splitlines()[0]) from None
-        except duckdb.BinderException as exc:
-            text = str(exc).splitlines()[0]
-            m = re.search(r"Referenced column \"?([^\"\s]+)\"? not found", text)
+                return UnknownColumnError(f"unknown column '{m.group(1)}': {first}")
+            return QueryError(first)
+        if isinstance(exc, duckdb.BinderException):
+            m = re.search(r"Referenced column \"?([^\"\s]+)\"? not found", first)
             if m:
-                raise UnknownColumnError(f"unknown column '{m.group(1)}'") from None
-            raise QueryError(f"query does not type-check: {text}") from None
-        except duckdb.Error as exc:
-            if self.expired():
-                raise QueryTimeoutError("query cancelled: it ran longer than the time limit") from None
-            raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from None
+                return UnknownColumnError(f"unknown column '{m.group(1)}'")
+            return QueryError(f"query does not type-check: {first}")
+        return QueryError(f"query failed: {first}")
 
     def expired(self) -> bool:
-        return time.monotonic() >= self.deadline
+        return self.budget.expired()
 
     def check_deadline(self) -> None:
         if self.expired():
-            raise QueryTimeoutError("query cancelled: it ran longer than the time limit")
+            raise QueryTimeoutError(self.budget.timeout_message())
 
     def execute(self, query: str) -> duckdb.DuckDBPyConnection:
         sql, params = self.translate(self.rewrite(query))
@@ -326,6 +337,11 @@ class _Session:
 
     def rewrite(self, query: str) -> str:
         query = _simple_rewrites(kt.strip_comments(query))
+        if not self.probed:  # the user's query, once (rewrites re-enter with pieces of it)
+            self.probed = True
+            masked = kt.mask(query)
+            kb.probe_calls(query, masked, self.sql_length, self.check_deadline)
+            kb.probe_lets(query, masked, self.sql_length, self.check_deadline)
         for _ in range(MAX_REWRITES):
             masked = kt.mask(query)
             found = _first_gap(masked)
@@ -1022,16 +1038,7 @@ _SOURCE_WORDS = frozenset(
 )
 
 
-MAX_RANGE_ROWS = 10_000_000
-
-
-def _check_ranges(query: str) -> None:
-    """duckdb-kql builds `range` as one in-memory list: refuse sizes that would exhaust memory."""
-    masked = kt.mask(query)
-    for m in re.finditer(r"(?<![\w-])range\s+\w+\s+from\s+(-?\d+)\s+to\s+(-?\d+)\s+step\s+(\d+)\b", masked):
-        lo, hi, step = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        if step > 0 and (hi - lo) // step > MAX_RANGE_ROWS:
-            raise QueryError(f"range of more than {MAX_RANGE_ROWS:,} rows is refused (it would be built in memory)")
+MAX_RANGE_ROWS = kb.MAX_RANGE_ROWS
 
 
 def _check_tables(query: str, tables: dict[str, list[str]]) -> None:
@@ -1069,39 +1076,90 @@ def run_query(
     timeout_s: float = 30.0,
     max_rows: int = DEFAULT_MAX_ROWS,
     now: datetime | None = None,
+    deadline: float | None = None,
 ) -> QueryResult:
     """Run KQL on a private cursor; raise QueryError (or a subclass) for anything the user must fix.
 
-    The cursor is interrupted when *timeout_s* passes, so a runaway query ends with
-    QueryTimeoutError instead of holding the database.
+    One deadline (*deadline*, a `time.monotonic()` instant, else *timeout_s* from now)
+    covers parsing, rewriting, translation, execution and fetching: past it the cursor is
+    interrupted and Python work is stopped, and the answer is QueryTimeoutError.
+    Results stop at *max_rows* rows or about MAX_RESULT_BYTES, whichever comes first
+    (`truncated`).
     """
     if not isinstance(query, str) or not query.strip():
         raise QueryError("empty query")
-    check_syntax(query)
+    budget = kb.Budget(timeout_s, deadline=deadline)
+    try:
+        budget.start(cursor)
+        try:
+            return _run(cursor, query, tables, budget, max_rows, now)
+        finally:
+            budget.stop()
+    except kb.DeadlinePassed:
+        raise QueryTimeoutError(budget.timeout_message()) from None
+    except kb.TranslationTooLarge:
+        depth, pos = kb.nesting(kt.mask(query))
+        raise kb.too_complex(
+            query, depth, pos, f"translating it needed more than {kb.MAX_TRANSLATION_GROWTH // 2**20} MB"
+        ) from None
+    except RecursionError:
+        depth, pos = kb.nesting(kt.mask(query))
+        raise kb.too_complex(
+            query, depth, pos, "it is nested too deeply to translate (long chains of operators count as nesting too)"
+        ) from None
+    except (ArithmeticError, OverflowError) as exc:  # decimal.InvalidOperation, a timespan beyond any range
+        length, pos = kb.longest_number(kt.mask(query))
+        line, col = kb.line_col(query, pos) if length else (None, None)
+        where = f" at line {line}, column {col}" if line else ""
+        raise QueryError(f"number out of range{where} ({type(exc).__name__})", line=line, column=col) from None
+    except MemoryError:
+        raise QueryResourceError("query needs more memory than the collector has; narrow it") from None
+
+
+def _run(
+    cursor: duckdb.DuckDBPyConnection,
+    query: str,
+    tables: dict[str, list[str]],
+    budget: kb.Budget,
+    max_rows: int,
+    now: datetime | None,
+) -> QueryResult:
+    kb.check_shape(query)
+    budget.begin_translation()  # the parser is Python too
+    try:
+        check_syntax(query)
+    finally:
+        budget.end_translation()
     if re.match(r"\s*\.", kt.mask(query)):
         raise QueryUnsupportedError("control commands are served by /v1/rest/mgmt, not as queries")
     _check_tables(query, tables)
-    _check_ranges(query)
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    deadline = time.monotonic() + timeout_s
-    session = _Session(cursor, tables, now, deadline)
-    timer = threading.Timer(timeout_s, cursor.interrupt)
-    timer.daemon = True
-    timer.start()
-    try:
-        cur = session.execute(query)
-        desc = cur.description or []
-        try:
-            raw = cur.fetchmany(max_rows + 1)
-        except duckdb.InterruptException:
-            raise QueryTimeoutError("query cancelled: it ran longer than the time limit") from None
-    finally:
-        timer.cancel()
-    truncated = len(raw) > max_rows
-    raw = raw[:max_rows]
+    session = _Session(cursor, tables, now, budget)
+    cur = session.execute(query)
+    desc = cur.description or []
     columns = [(d[0], kusto_type(str(d[1]))) for d in desc]
-    rows = [[json_value(v, columns[i][1]) for i, v in enumerate(r)] for r in raw]
-    return QueryResult(columns=columns, rows=rows, truncated=truncated, raw_rows=raw)
+    rows: list[list[Any]] = []
+    size = 0
+    truncated = False
+    while not truncated:
+        try:
+            chunk = cur.fetchmany(min(FETCH_CHUNK, max_rows + 1 - len(rows)))
+        except duckdb.Error as exc:
+            raise session.duck_error(exc) from None
+        if not chunk:
+            break
+        for r in chunk:
+            if len(rows) >= max_rows or size > kb.MAX_RESULT_BYTES:
+                truncated = True
+                break
+            row = [json_value(v, columns[i][1]) for i, v in enumerate(r)]
+            size += sum(len(v) + 3 if type(v) is str else 8 for v in row)
+            rows.append(row)
+        session.check_deadline()
+    return QueryResult(columns=columns, rows=rows, truncated=truncated)
+
+
+FETCH_CHUNK = 10_000
 
 
 def parse_timespan_seconds(text: str) -> float:

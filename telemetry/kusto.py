@@ -132,14 +132,16 @@ def error_body(exc: kql.QueryError) -> dict[str, Any]:
         "unknown_table": "Kusto.Data.Exceptions.EntityNotFoundException",
         "unknown_column": "Kusto.Data.Exceptions.SemanticException",
         "timeout": "Kusto.Data.Exceptions.QueryTimeoutException",
+        "busy": "Kusto.Data.Exceptions.KustoRequestThrottledException",
     }.get(exc.kind, "Kusto.Data.Exceptions.KustoBadRequestException")
+    code = {"timeout": "RequestTimeout", "busy": "TooManyRequests"}.get(exc.kind, "BadRequest")
     return {
         "error": {
-            "code": "BadRequest" if exc.kind != "timeout" else "RequestTimeout",
+            "code": code,
             "message": exc.message,
             "@type": kind,
             "@message": exc.message,
-            "@permanent": True,
+            "@permanent": exc.kind not in ("timeout", "busy"),
             **({"@line": exc.line, "@column": exc.column} if exc.line is not None else {}),
         }
     }

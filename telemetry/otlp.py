@@ -19,6 +19,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from outpost.observer import WorkerIdentity
+
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -131,11 +133,37 @@ def _time(nanos: int) -> datetime | None:
     return datetime.fromtimestamp(nanos / 1e9, UTC).replace(tzinfo=None)
 
 
-def span_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
+# Service names only the server's own telemetry may carry (telemetry/tracing.py).
+RESERVED_SERVICES = frozenset({"outpost-server", "outpost-collector"})
+
+
+def _resource(resource: Any, worker: WorkerIdentity | None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """(resource attributes, service name, identity columns) of one resource block.
+
+    From a worker (*worker* given), the credential's identity is written over whatever the
+    body claims (`outpost.worker.*`, `Computer`, `WorkerGroup_s`), and a reserved service
+    name becomes `outpost-agent` (the claim kept in `outpost.claimed_service.name`).
+    """
+    res = attributes(resource.attributes)
+    if worker is None:
+        return res, res.get("service.name"), {}
+    claimed = res.get("service.name")
+    if isinstance(claimed, str) and claimed.strip().lower() in RESERVED_SERVICES:
+        res["outpost.claimed_service.name"] = claimed
+        res["service.name"] = "outpost-agent"
+    res |= {
+        "outpost.worker": worker.name,
+        "outpost.worker.name": worker.name,
+        "outpost.worker.group": worker.group,
+        "outpost.worker.id": worker.worker_id,
+    }
+    return res, res.get("service.name"), {"Computer": worker.name, "WorkerGroup_s": worker.group}
+
+
+def span_rows(msg: Any, worker: WorkerIdentity | None = None) -> tuple[list[dict[str, Any]], int, str]:
     rows, rejected, reason = [], 0, ""
     for rs in msg.resource_spans:
-        res = attributes(rs.resource.attributes)
-        service = res.get("service.name")
+        res, service, ident = _resource(rs.resource, worker)
         for ss in rs.scope_spans:
             for sp in ss.spans:
                 valid_ids = len(sp.trace_id) == 16 and len(sp.span_id) == 8 and any(sp.trace_id)
@@ -146,6 +174,7 @@ def span_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
                 start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
                 rows.append(
                     {
+                        **ident,
                         "TimeGenerated": _time(start),
                         "EndTime": _time(end),
                         "DurationMs": (end - start) / 1e6 if end >= start else None,
@@ -182,15 +211,15 @@ def _iso(nanos: int) -> str | None:
     return t.isoformat() + "Z" if t else None
 
 
-def metric_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
+def metric_rows(msg: Any, worker: WorkerIdentity | None = None) -> tuple[list[dict[str, Any]], int, str]:
     rows, rejected, reason = [], 0, ""
     for rm in msg.resource_metrics:
-        res = attributes(rm.resource.attributes)
-        service = res.get("service.name")
+        res, service, ident = _resource(rm.resource, worker)
         for sm in rm.scope_metrics:
             for m in sm.metrics:
                 kind = m.WhichOneof("data")
                 base = {
+                    **ident,
                     "Name": m.name,
                     "Description": m.description or None,
                     "Unit": m.unit or None,
@@ -232,11 +261,10 @@ def metric_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
     return rows, rejected, reason
 
 
-def log_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
+def log_rows(msg: Any, worker: WorkerIdentity | None = None) -> tuple[list[dict[str, Any]], int, str]:
     rows, rejected, reason = [], 0, ""
     for rl in msg.resource_logs:
-        res = attributes(rl.resource.attributes)
-        service = res.get("service.name")
+        res, service, ident = _resource(rl.resource, worker)
         for sl in rl.scope_logs:
             for lr in sl.log_records:
                 t = lr.time_unix_nano or lr.observed_time_unix_nano
@@ -247,6 +275,7 @@ def log_rows(msg: Any) -> tuple[list[dict[str, Any]], int, str]:
                 body = any_value(lr.body) if lr.HasField("body") else None
                 rows.append(
                     {
+                        **ident,
                         "TimeGenerated": _time(t),
                         "ObservedTime": _time(lr.observed_time_unix_nano),
                         "SeverityNumber": lr.severity_number,

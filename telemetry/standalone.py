@@ -24,6 +24,7 @@ from fastapi import HTTPException, Request
 from outpost import contract
 from outpost.observer import WorkerIdentity
 from outpost.settings import DEFAULT_HOST, ENV_CA_FILE, ENV_TOKEN
+from telemetry.cli_options import DEFAULT_MEMORY, DEFAULT_THREADS, QueryMemoryOpt, QueryThreadsOpt
 
 OK_TTL_S = 60.0
 REJECT_TTL_S = 5.0
@@ -113,6 +114,8 @@ def collector(
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
+    query_memory: QueryMemoryOpt = DEFAULT_MEMORY,
+    query_threads: QueryThreadsOpt = DEFAULT_THREADS,
 ) -> None:
     """Run the telemetry collector alone (heartbeats, KQL, Kusto REST, OTLP, /metrics)."""
     import uvicorn
@@ -133,6 +136,8 @@ def collector(
         query_timeout_s=query_timeout,
         tls_cert_path=tls_cert,
         stale_after_s=stale_after,
+        query_memory=query_memory,
+        query_threads=query_threads,
     )
     app = FastAPI(title="Outpost collector", version=__version__)
 

@@ -24,6 +24,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from telemetry.query_limits import DEFAULT_QUERY_MEMORY, DEFAULT_QUERY_THREADS, parse_size
+
 log = logging.getLogger(__name__)
 
 DB_FILE = "telemetry.duckdb"
@@ -62,6 +64,7 @@ HEARTBEAT_COLUMNS: list[tuple[str, str]] = [
     # Outpost additions
     ("WorkerGroup_s", "VARCHAR"),  # the hybrid worker group the worker polls for
     ("HeartbeatId", "VARCHAR"),  # agent-chosen uuid; re-sends carry the same one
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the agent said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),  # server receive time = ingestion_time()
 ]
 
@@ -91,6 +94,7 @@ AZURE_DIAGNOSTICS_COLUMNS: list[tuple[str, str]] = [
     ("SourceSystem", "VARCHAR"),
     ("Type", "VARCHAR"),
     ("_ResourceId", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -106,6 +110,7 @@ DIAGNOSTIC_RESULTS_COLUMNS: list[tuple[str, str]] = [
     ("DurationMs", "DOUBLE"),
     ("Evidence", "JSON"),
     ("Type", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -127,6 +132,9 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
     ("Events", "JSON"),
     ("Links", "JSON"),
     ("Type", "VARCHAR"),
+    ("Computer", "VARCHAR"),  # the worker whose credential sent it (NULL: the server's own)
+    ("WorkerGroup_s", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -150,6 +158,9 @@ METRICS_COLUMNS: list[tuple[str, str]] = [
     ("ScopeName", "VARCHAR"),
     ("ResourceAttributes", "JSON"),
     ("Type", "VARCHAR"),
+    ("Computer", "VARCHAR"),  # the worker whose credential sent it (NULL: the server's own)
+    ("WorkerGroup_s", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -166,6 +177,9 @@ LOGS_COLUMNS: list[tuple[str, str]] = [
     ("ScopeName", "VARCHAR"),
     ("ResourceAttributes", "JSON"),
     ("Type", "VARCHAR"),
+    ("Computer", "VARCHAR"),  # the worker whose credential sent it (NULL: the server's own)
+    ("WorkerGroup_s", "VARCHAR"),
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the sender said, when TimeGenerated was clamped
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
@@ -201,6 +215,27 @@ TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 # Bounded memory for HeartbeatId dedupe; older re-sends are checked in the table.
 SEEN_IDS_CAPACITY = 200_000
+
+
+def _mib(n: int) -> str:
+    return f"{max(1, n // 2**20)}MiB"
+
+
+# Azure's rule for TimeGenerated: more than 2 days before the receive time or more than 1 day
+# after it becomes the receive time (so a clock in 2099 can't make a dead worker look alive);
+# the sent value is kept in OriginalTimeGenerated_t.
+MAX_PAST = timedelta(days=2)
+MAX_FUTURE = timedelta(days=1)
+
+
+def clamp_times(times: list[Any], received: datetime) -> tuple[list[Any], list[datetime | None] | None]:
+    """(clamped TimeGenerated values, originals where clamped or None when nothing was); NULLs stay NULL."""
+    lo, hi = received - MAX_PAST, received + MAX_FUTURE
+    known = [t for t in times if t is not None] if None in times else times
+    if not known or (lo <= min(known) and max(known) <= hi):
+        return times, None
+    originals = [t if t is not None and not lo <= t <= hi else None for t in times]
+    return [received if o is not None else t for t, o in zip(times, originals, strict=True)], originals
 
 
 def utcnow() -> datetime:
@@ -247,11 +282,22 @@ def to_naive_utc(value: Any) -> datetime | None:
 class TelemetryStore:
     """DuckDB-backed tables; thread-safe (one writer cursor under a lock, a cursor per reader)."""
 
-    def __init__(self, path: Path | str | None, *, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str | None,
+        *,
+        memory_limit: str | None = None,
+        query_memory: str = DEFAULT_QUERY_MEMORY,
+        query_threads: int = DEFAULT_QUERY_THREADS,
+    ) -> None:
         self.path = str(path) if path else ":memory:"
-        config: dict[str, Any] = {}
-        if memory_limit:
-            config["memory_limit"] = memory_limit
+        self.query_memory = _mib(parse_size(query_memory))
+        budget = parse_size(query_memory)
+        config: dict[str, Any] = {
+            "memory_limit": memory_limit or _mib(2 * budget),
+            "max_temp_directory_size": _mib(4 * budget),
+            "threads": max(1, int(query_threads)),
+        }
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET TimeZone='UTC'")
         self._write_lock = threading.Lock()
@@ -294,6 +340,7 @@ class TelemetryStore:
         cur = self._con.cursor()
         try:
             cur.execute("SET TimeZone='UTC'")
+            cur.execute(f"SET operator_memory_limit = '{self.query_memory}'")
             yield cur
         finally:
             cur.close()
@@ -327,6 +374,12 @@ class TelemetryStore:
             if default is not None:
                 values = [default if v is None or v == "" else v for v in values]
             columns.append(_coerce_column(values, typ))
+        names = [c for c, _ in cols]
+        if "TimeGenerated" in present:
+            i = names.index("TimeGenerated")
+            columns[i], originals = clamp_times(columns[i], received)
+            if originals is not None:
+                columns[names.index("OriginalTimeGenerated_t")] = originals
         self._insert_columns(table, columns, len(rows))
         return len(rows)
 
@@ -394,6 +447,10 @@ class TelemetryStore:
         """
         if n == 0:
             return 0, 0
+        received = utcnow()
+        times, originals = clamp_times(times, received)
+        if originals is not None:
+            columns = {**columns, "TimeGenerated": times, "OriginalTimeGenerated_t": originals}
         with self._write_lock:  # the seen-set, the check and the insert must agree
             if self._closed:
                 raise RuntimeError("telemetry store is closed")
@@ -411,7 +468,7 @@ class TelemetryStore:
                 kept_times, kept_ids, inserted = times, ids, n
             if inserted:
                 self._insert_columns(
-                    "Heartbeat", self._column_lists("Heartbeat", columns, inserted), inserted, locked=True
+                    "Heartbeat", self._column_lists("Heartbeat", columns, inserted, received), inserted, locked=True
                 )
                 if kept_ids is not None:
                     self._remember_batch(kept_ids, kept_times)
@@ -449,10 +506,11 @@ class TelemetryStore:
             # We no longer know which ids at or before the newest forgotten time are stored.
             self._dedupe_watermark = forgotten
 
-    def _column_lists(self, table: str, columns: Mapping[str, list[Any]], n: int) -> list[list[Any]]:
+    def _column_lists(
+        self, table: str, columns: Mapping[str, list[Any]], n: int, received: datetime
+    ) -> list[list[Any]]:
         """Per-column value lists in table order: defaults for absent columns, coerced to the column types."""
         defaults = TABLE_DEFAULTS.get(table, {})
-        received = utcnow()
         out: list[list[Any]] = []
         for name, typ in TABLES[table]:
             default = defaults.get(name)

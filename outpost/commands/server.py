@@ -10,6 +10,7 @@ import typer
 
 from outpost.commands.common import console, fail
 from outpost.settings import DEFAULT_HOST, DEFAULT_PORT, ENV_DATA_DIR, ENV_DATABASE_URL, LEASE_SECONDS
+from telemetry.cli_options import DEFAULT_MEMORY, DEFAULT_THREADS, QueryMemoryOpt, QueryThreadsOpt
 
 
 def _shipped_rules() -> list[Path]:
@@ -69,6 +70,8 @@ def server(
         float, typer.Option("--alert-resend-interval", min=1, help="Re-send firing alerts this often (s).")
     ] = 60.0,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
+    query_memory: QueryMemoryOpt = DEFAULT_MEMORY,
+    query_threads: QueryThreadsOpt = DEFAULT_THREADS,
 ) -> None:
     """Start the Outpost service: REST API, long-poll dispatch, telemetry."""
     import uvicorn
@@ -111,6 +114,8 @@ def server(
         snapshot=lambda: dispatch.snapshot(cp),
         tls_cert_path=tls_cert,
         stale_after_s=stale_after,
+        query_memory=query_memory,
+        query_threads=query_threads,
     )
     cp.observer = collector.observer
     evaluator = AlertEvaluator(

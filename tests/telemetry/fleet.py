@@ -54,7 +54,8 @@ def fill(collector: Collector) -> None:
     FILLED_AT = NOW = datetime.now(UTC)
     for name, group in WORKERS.items():
         if name in STALE:
-            times = [NOW - timedelta(hours=50) + timedelta(minutes=5 * i) for i in range(20 * 12 + 1)]
+            # Within the 2 days the collector keeps as sent (older TimeGenerated becomes the receive time).
+            times = [NOW - timedelta(hours=46) + timedelta(minutes=5 * i) for i in range(16 * 12 + 1)]
         else:
             times = [NOW - timedelta(hours=26) + timedelta(minutes=5 * i) for i in range(26 * 12 + 1)]
         rows = [heartbeat(name, t, i) for i, t in enumerate(times)]

@@ -146,7 +146,8 @@ def test_query_over_time_is_cancelled_and_ingest_keeps_going(collector: Collecto
     assert ok.status_code == 200 and time.monotonic() - started < 1.5
     t.join(timeout=30)
     r = result["r"]
-    assert r.status_code == 400 and r.json()["error"] == "timeout", r.text
+    assert r.status_code == 408 and r.json()["error"] == "timeout", r.text
+    assert "1.5 s limit" in r.json()["detail"]
     assert time.monotonic() - started < 10
 
 
