@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from outpost.contract import FINAL_STATUSES, StreamRecord
 from outpost.observer import JobEvent, SnapshotProvider, WorkerIdentity
 from telemetry import kql, rows
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.2
 RETENTION_INTERVAL_S = 3600.0
 MAX_CONCURRENT_QUERIES = 4
-DIAGNOSE_STATUSES = ("pass", "warn", "fail", "skip")
+DIAGNOSE_STATUSES = rows.DIAGNOSE_STATUSES
 HEARTBEAT_SUBSCRIPTION = rows.SUBSCRIPTION
 
 
@@ -69,7 +71,7 @@ class _Observer:
             m.dispatches.labels(worker.group).inc()
 
     def on_worker_removed(self, name: str, group: str) -> None:
-        self._c.metrics.fleet.remove(name, group)
+        self._c.worker_removed(name, group)
 
 
 class Collector:
@@ -97,6 +99,8 @@ class Collector:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._query_slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+        self._forward_lock = threading.Lock()
+        self._watermarks: dict[str, int] | None = None
         self._restore_fleet()
 
     # -- lifecycle -----------------------------------------------------------
@@ -200,12 +204,7 @@ class Collector:
         now = received or datetime.now(UTC)
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
-        agent_time = to_naive_utc(sent_at)
-        if agent_time is None and batch.n == 1:
-            agent_time = batch.times[0]
-        skew = None
-        if agent_time is not None:
-            skew = (agent_time.replace(tzinfo=UTC) - now).total_seconds()
+        skew = heartbeat_skew(batch, sent_at, now)
         if batch.n:
             self.metrics.fleet.heartbeat(worker, group, now.timestamp(), skew)
         return inserted, dupes
@@ -213,31 +212,7 @@ class Collector:
     def ingest_diagnostics(
         self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None
     ) -> int:
-        t = to_naive_utc(time_) or utcnow()
-        out = []
-        failing: dict[str, bool] = {}
-        for i, r in enumerate(results):
-            check = r.get("id")
-            status = r.get("status")
-            if not isinstance(check, str) or not check:
-                raise ValueError(f"results[{i}].id must be a non-empty string")
-            if status not in DIAGNOSE_STATUSES:
-                raise ValueError(f"results[{i}].status must be one of {', '.join(DIAGNOSE_STATUSES)}")
-            failing[check] = status == "fail"
-            out.append(
-                {
-                    "TimeGenerated": t,
-                    "Computer": worker,
-                    "WorkerGroup_s": group,
-                    "CheckId": check,
-                    "CheckGroup": r.get("group"),
-                    "Status": status,
-                    "Finding": r.get("finding"),
-                    "Remediation": r.get("remediation"),
-                    "DurationMs": r.get("duration_ms"),
-                    "Evidence": r.get("evidence") if r.get("evidence") is not None else {},
-                }
-            )
+        out, failing = rows.diagnostic_rows(results, worker=worker, group=group, time_=time_)
         n = self.store.insert_rows("DiagnosticResults", out)
         self.metrics.rows.labels("DiagnosticResults").inc(n)
         self.metrics.fleet.diagnose(worker, group, failing)
@@ -249,6 +224,83 @@ class Collector:
         if table == "OTelMetrics":  # the latest points are re-exposed on /metrics too
             self.metrics.otlp.update(items, worker=worker)
         return n
+
+    def worker_removed(self, name: str, group: str) -> None:
+        self.metrics.fleet.remove(name, group)
+
+    # -- records forwarded by replicas (telemetry/forwarding.py) ----------------
+
+    def apply_forwarded(self, replica: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Apply one replica's records in `seq` order, each at most once.
+
+        The replica's watermark (its newest applied seq) is committed in the same DuckDB
+        transaction as the rows, so a batch re-sent after a lost answer is skipped, never
+        stored twice. A record that cannot be stored is rejected (named in the answer) and
+        passed over, so one bad record cannot hold a replica's buffer back forever.
+        """
+        with self._forward_lock:
+            if self._watermarks is None:
+                self._watermarks = self.store.watermarks()
+            mark = self._watermarks.get(replica, 0)
+            fresh = sorted((r for r in records if int(r["seq"]) > mark), key=lambda r: int(r["seq"]))
+            rejected: list[dict[str, Any]] = []
+            if fresh:
+                try:
+                    with self.store.transaction():
+                        rejected = [x for r in fresh if (x := self._apply_one(r)) is not None]
+                        self.store.set_watermark(replica, int(fresh[-1]["seq"]))
+                except duckdb.Error:  # find the record DuckDB refuses: one transaction each
+                    rejected = []
+                    for r in fresh:
+                        try:
+                            with self.store.transaction():
+                                if (x := self._apply_one(r)) is not None:
+                                    rejected.append(x)
+                                self.store.set_watermark(replica, int(r["seq"]))
+                        except duckdb.Error as exc:
+                            rejected.append({"seq": r["seq"], "error": f"{type(exc).__name__}: {exc}"[:500]})
+                            with self.store.transaction():
+                                self.store.set_watermark(replica, int(r["seq"]))
+                mark = int(fresh[-1]["seq"])
+                self._watermarks[replica] = mark
+        for r in rejected:
+            log.warning("replica %s: forwarded record %s rejected: %s", replica, r["seq"], r["error"])
+        return {"watermark": mark, "applied": len(fresh) - len(rejected), "duplicates": len(records) - len(fresh),
+                "rejected": rejected}  # fmt: skip
+
+    def _apply_one(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Store one forwarded record; a record that is not valid -> {"seq", "error"} (DuckDB errors propagate)."""
+        try:
+            kind = record["kind"]
+            if kind == "heartbeat":
+                self.ingest_heartbeats(
+                    record["rows"],
+                    worker=str(record["worker"]),
+                    group=str(record["group"]),
+                    sent_at=record.get("sent_at"),
+                    received=to_aware_utc(record.get("received")),
+                )
+            elif kind == "diagnostics":
+                self.ingest_diagnostics(
+                    record["results"],
+                    worker=str(record["worker"]),
+                    group=str(record["group"]),
+                    time_=record.get("time"),
+                )
+            elif kind == "rows":
+                table = record["table"]
+                if table not in TABLES:
+                    raise ValueError(f"unknown table {table!r}")
+                self.ingest_rows(table, rows.parse_times(table, record["rows"]), worker=record.get("worker"))
+            elif kind == "worker_removed":
+                self.worker_removed(str(record["name"]), str(record["group"]))
+            else:
+                raise ValueError(f"unknown record kind {kind!r}")
+        except duckdb.Error:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return {"seq": record.get("seq"), "error": f"{type(exc).__name__}: {exc}"[:500]}
+        return None
 
     def audit(self, time_: datetime, operation: str, target: str, caller: str, result: str = "Succeeded") -> None:
         """Record an AuditEvent row (the control plane may call this for runbook/asset changes)."""
@@ -287,3 +339,16 @@ class Collector:
             self._query_slots.release()
             self.metrics.queries.labels(outcome).inc()
             self.metrics.query_seconds.observe(time.monotonic() - started)
+
+
+def to_aware_utc(value: Any) -> datetime | None:
+    t = to_naive_utc(value)
+    return t.replace(tzinfo=UTC) if t is not None else None
+
+
+def heartbeat_skew(batch: rows.HeartbeatBatch, sent_at: Any, received: datetime) -> float | None:
+    """Agent clock minus server clock: from the batch's sent_at, or the time of its only row."""
+    agent_time = to_naive_utc(sent_at)
+    if agent_time is None and batch.n == 1:
+        agent_time = batch.times[0]
+    return None if agent_time is None else (agent_time.replace(tzinfo=UTC) - received).total_seconds()
