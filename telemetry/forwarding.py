@@ -56,6 +56,9 @@ BACKOFF_S = (0.5, 5.0)
 REQUEST_TIMEOUT_S = 30.0
 
 
+_TABLE_OF = {"heartbeat": "Heartbeat", "diagnostics": "DiagnosticResults"}
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
@@ -108,11 +111,19 @@ class Forwarder:
         self.observer = _Observer(self)  # type: ignore[arg-type]  # same observer, forwarding sink
         self.spool = Spool(self.data_dir / SPOOL_FILE, max_bytes=max_buffer_bytes)
         self.metrics.registry.register(_ForwardMetrics(self))
+        self.forwarded = Counter(
+            "outpost_telemetry_forwarded_rows",
+            "Rows this replica took for the collector (spooled), by table",
+            ["table"],
+            registry=self.metrics.registry,
+        )
         self.rejected = Counter(
             "outpost_telemetry_forward_rejected_records",
             "Records the collector refused (named in the replica's log)",
             registry=self.metrics.registry,
         )
+        # httpx logs every request at INFO: a line per forward batch would drown the server's log.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         self._client = httpx.Client(
             base_url=self.url,
             timeout=REQUEST_TIMEOUT_S,
@@ -166,6 +177,10 @@ class Forwarder:
     def _spool(self, records: list[dict[str, Any]]) -> None:
         self.spool.append([encode(r) for r in records])
         self._wake.set()
+        for r in records:
+            table = _TABLE_OF.get(r["kind"]) or r.get("table")
+            if table:
+                self.forwarded.labels(table).inc(len(r.get("rows") or r.get("results") or ()))
 
     def enqueue(self, table: str, items: list[dict[str, Any]]) -> None:
         self._queue.put((table, items))
