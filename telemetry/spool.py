@@ -29,6 +29,7 @@ class Spool:
         self.path = Path(path)
         self.max_bytes = max(1, int(max_bytes))
         self._lock = threading.Lock()
+        self.path.touch(mode=0o600, exist_ok=True)  # job output travels through it: owner only
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -128,14 +128,19 @@ def server(
         creds = secrets.ensure_credentials(s, data_dir)
 
     if collector_url:
-        if alert_rules is not None or alertmanager_url or alert_webhook_url:
-            fail("alert options go to `outpost collector`: with --collector-url it evaluates the fleet's alerts", 2)
-        if not collector_token:
-            fail(
-                "--collector-url needs --collector-token (or OUTPOST_COLLECTOR_TOKEN): the collector's replica token", 2
-            )
         if not collector_url.startswith(("http://", "https://")):
             fail(f"--collector-url {collector_url!r}: expected http(s)://host:port", 2)
+        collector_token = collector_token or creds.admin_token  # a collector started with this account's token
+        if not collector_token:
+            fail("--collector-url needs --collector-token (or OUTPOST_COLLECTOR_TOKEN): the replica token", 2)
+        ignored = [f for f, v in (("--alert-rules", alert_rules), ("--alertmanager-url", alertmanager_url),
+                                  ("--alert-webhook-url", alert_webhook_url)) if v]  # fmt: skip
+        if ignored:
+            console.print(
+                f"warning: {', '.join(ignored)} ignored: with --collector-url the collector evaluates the fleet's "
+                "KQL alerts (give it the --alert-* options)",
+                highlight=False,
+            )
     else:
         try:
             rules = load_rules(alert_rules if alert_rules is not None else _shipped_rules())
