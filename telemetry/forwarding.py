@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import orjson
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as _PromCollector
 
 from outpost import contract
@@ -82,8 +82,8 @@ class _ForwardMetrics(_PromCollector):
         size.add_metric([], float(self.fwd.spool.bytes))
         up = GaugeMetricFamily("outpost_telemetry_forward_up", "1 while the collector takes this replica's records")
         up.add_metric([], 0.0 if self.fwd.failing else 1.0)
-        dropped = GaugeMetricFamily(
-            "outpost_telemetry_forward_dropped_records", "Records dropped for room since start (buffer full)"
+        dropped = CounterMetricFamily(
+            "outpost_telemetry_forward_dropped_records", "Records dropped for room (buffer full)"
         )
         dropped.add_metric([], float(self.fwd.spool.dropped))
         return [buffered, size, up, dropped]

@@ -123,3 +123,23 @@ def test_forwarder_buffers_until_the_collector_answers_then_sends_in_order(tmp_p
             collector.close()
     finally:
         fwd.close()
+
+
+def test_spool_is_bounded_drops_the_oldest_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from telemetry.spool import Spool
+
+    spool = Spool(tmp_path / "spool.sqlite", max_bytes=10_000)
+    for i in range(100):
+        spool.append([b"x" * 500 + str(i).encode()])
+    assert spool.bytes <= 10_000 and spool.dropped > 0
+    assert "dropped the" in caplog.text and "oldest records" in caplog.text
+    kept = spool.peek(1000, 10**9)
+    assert kept[-1][1].endswith(b"99") and [s for s, _ in kept] == sorted(s for s, _ in kept)
+    replica = spool.replica
+    spool.ack(kept[-1][0])
+    spool.close()
+    # Survives a restart: same replica id, seq keeps rising.
+    again = Spool(tmp_path / "spool.sqlite", max_bytes=10_000)
+    assert again.replica == replica and again.count == 0
+    assert again.append([b"next"]) > kept[-1][0]
+    again.close()
