@@ -182,8 +182,12 @@ class Collector:
 
         Raises rows.HeartbeatRowError for a malformed batch.
         """
+        return self._store_heartbeats([(self._heartbeat_batch(payload_rows, worker, group), sent_at, received)])
+
+    @staticmethod
+    def _heartbeat_batch(payload_rows: Sequence[Any], worker: str, group: str) -> rows.HeartbeatBatch:
         resource = f"/subscriptions/{HEARTBEAT_SUBSCRIPTION}/resourcegroups/{group}/providers/outpost/workers/{worker}"
-        batch = rows.heartbeat_columns(
+        return rows.heartbeat_columns(
             payload_rows,
             worker=worker,
             group=group,
@@ -197,16 +201,26 @@ class Collector:
             },
             forced={"_ResourceId": resource},
         )
-        inserted, dupes = self.store.insert_heartbeat_columns(batch.columns, batch.n, batch.ids, batch.times)
+
+    def _store_heartbeats(self, batches: list[tuple[rows.HeartbeatBatch, Any, datetime | None]]) -> tuple[int, int]:
+        """Several workers' batches (batch, sent_at, received) in one INSERT: one DuckDB insert costs
+        milliseconds whatever its size, so a replica's backlog goes in at once, not row by row."""
+        if len(batches) == 1:
+            b = batches[0][0]
+            columns, n, ids, times = b.columns, b.n, b.ids, b.times
+        else:
+            columns, n, ids, times = rows.concat_heartbeats([b for b, _, _ in batches])
+        inserted, dupes = self.store.insert_heartbeat_columns(columns, n, ids, times)
         self.metrics.rows.labels("Heartbeat").inc(inserted)
         if dupes:
             self.metrics.duplicates.labels("Heartbeat").inc(dupes)
-        now = received or datetime.now(UTC)
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)
-        skew = heartbeat_skew(batch, sent_at, now)
-        if batch.n:
-            self.metrics.fleet.heartbeat(worker, group, now.timestamp(), skew)
+        for batch, sent_at, received in batches:
+            now = received or datetime.now(UTC)
+            if now.tzinfo is None:
+                now = now.replace(tzinfo=UTC)
+            if batch.n:
+                worker, group = batch.columns["Computer"][0], batch.columns["WorkerGroup_s"][0]
+                self.metrics.fleet.heartbeat(worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now))
         return inserted, dupes
 
     def ingest_diagnostics(
@@ -247,7 +261,7 @@ class Collector:
             if fresh:
                 try:
                     with self.store.transaction():
-                        rejected = [x for r in fresh if (x := self._apply_one(r)) is not None]
+                        rejected = self._apply_many(fresh)
                         self.store.set_watermark(replica, int(fresh[-1]["seq"]))
                 except duckdb.Error:  # find the record DuckDB refuses: one transaction each
                     rejected = []
@@ -267,6 +281,32 @@ class Collector:
             log.warning("replica %s: forwarded record %s rejected: %s", replica, r["seq"], r["error"])
         return {"watermark": mark, "applied": len(fresh) - len(rejected), "duplicates": len(records) - len(fresh),
                 "rejected": rejected}  # fmt: skip
+
+    def _apply_many(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Inside a transaction: heartbeats of all records in one insert, rows one insert per table."""
+        rejected: list[dict[str, Any]] = []
+        beats: list[tuple[rows.HeartbeatBatch, Any, datetime | None]] = []
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            try:
+                if r.get("kind") == "heartbeat":
+                    batch = self._heartbeat_batch(r["rows"], str(r["worker"]), str(r["group"]))
+                    if batch.n:
+                        beats.append((batch, r.get("sent_at"), to_aware_utc(r.get("received"))))
+                    continue
+                if r.get("kind") == "rows" and r.get("table") in TABLES and r["table"] != "OTelMetrics":
+                    tables.setdefault(r["table"], []).extend(rows.parse_times(r["table"], r["rows"]))
+                    continue
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                rejected.append({"seq": r.get("seq"), "error": f"{type(exc).__name__}: {exc}"[:500]})
+                continue
+            if (x := self._apply_one(r)) is not None:  # diagnostics, OTLP metrics (per worker), removals
+                rejected.append(x)
+        if beats:
+            self._store_heartbeats(beats)
+        for table, items in tables.items():
+            self.ingest_rows(table, items)
+        return rejected
 
     def _apply_one(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
         """Store one forwarded record; a record that is not valid -> {"seq", "error"} (DuckDB errors propagate)."""

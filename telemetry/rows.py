@@ -231,3 +231,24 @@ def _parse_times(values: list[Any]) -> list[datetime]:
         if isinstance(v, list | dict) or to_naive_utc(v) is None:
             raise HeartbeatRowError(f"rows[{i}].TimeGenerated must be an ISO-8601 time")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def concat_heartbeats(
+    batches: Sequence[HeartbeatBatch],
+) -> tuple[dict[str, list[Any]], int, list[Any] | None, list[datetime]]:
+    """Several HeartbeatBatches as one: (columns, n, ids, times); a column a batch lacks is None there."""
+    n = sum(b.n for b in batches)
+    names = {name for b in batches for name in b.columns}
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        values: list[Any] = []
+        for b in batches:
+            values.extend(b.columns.get(name) or [None] * b.n)
+        columns[name] = values
+    ids: list[Any] | None = None
+    if any(b.ids is not None for b in batches):
+        ids = []
+        for b in batches:
+            ids.extend(b.ids if b.ids is not None else [None] * b.n)
+    times = [t for b in batches for t in b.times]
+    return columns, n, ids, times

@@ -143,3 +143,21 @@ def test_spool_is_bounded_drops_the_oldest_and_says_so(tmp_path: Path, caplog: p
     assert again.replica == replica and again.count == 0
     assert again.append([b"next"]) > kept[-1][0]
     again.close()
+
+
+def test_heartbeats_of_many_workers_in_one_request(collector: Collector, url: str) -> None:
+    now = datetime.now(UTC).isoformat()
+
+    def beat(seq: int, worker: str, hid: str) -> dict:
+        rec = {"kind": "heartbeat", "worker": worker, "group": "g", "received": now}
+        return {"seq": seq, "record": {**rec, "rows": [{"TimeGenerated": now, "HeartbeatId": hid}]}}
+
+    # w1's agent re-sent one heartbeat through another replica: same HeartbeatId, stored once.
+    records = [beat(1, "w1", "a"), beat(2, "w2", "b"), beat(3, "w1", "a"), beat(4, "w3", "c")]
+    bad = {"seq": 5, "record": {"kind": "heartbeat", "worker": "w4", "group": "g", "rows": [{"TimeGenerated": 1}]}}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = httpx.post(url + FORWARD, json={"replica": "r", "records": [*records, bad]}, headers=auth)
+    assert r.status_code == 200 and [x["seq"] for x in r.json()["rejected"]] == [5], r.text
+    rows = collector.query("Heartbeat | project Computer, HeartbeatId, WorkerGroup_s | order by Computer asc").rows
+    assert rows == [["w1", "a", "g"], ["w2", "b", "g"], ["w3", "c", "g"]]
+    assert 'outpost_worker_up{group="g",worker="w3"} 1.0' in collector.metrics.render().decode()
