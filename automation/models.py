@@ -40,6 +40,9 @@ class Worker(SQLModel, table=True):
     agent_version: str = Field(default="", max_length=32)
     registered_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime | None = None
+    # Receive time of the latest heartbeat, written by whichever replica got it (migration 0004):
+    # every replica's /metrics reads liveness from here, so they all agree.
+    last_heartbeat_at: datetime | None = None
 
     __table_args__ = (UniqueConstraint("group_id", "name", name="uq_worker_group_name"),)
 

@@ -48,6 +48,9 @@ class GroupSnapshot:
     queue_depth: int
     oldest_queued_age_s: float
     workers: dict[str, int] = field(default_factory=dict)  # registered worker names -> 1
+    # Worker name -> last heartbeat (unix s, as received by whichever replica) from the shared store;
+    # None when the store does not keep liveness (then the receiving process's own memory is used).
+    heartbeats: dict[str, float | None] | None = None
 
 
 class ControlPlaneObserver(Protocol):

@@ -154,3 +154,9 @@ def load_rules(paths: Iterable[Path | str]) -> list[KqlAlertRule]:
     if duplicates:
         raise RuleError(f"duplicate rule name(s): {duplicates}")
     return rules
+
+
+def shipped_rules() -> list[Path]:
+    """The repository's alerts/kql, present in a source checkout (the supported install)."""
+    shipped = Path(__file__).resolve().parents[1] / "alerts" / "kql"
+    return [shipped] if shipped.is_dir() else []

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -29,6 +31,10 @@ from telemetry import kql, kusto, otlp
 from telemetry.collector import Collector
 from telemetry.rows import HeartbeatRowError
 
+if TYPE_CHECKING:
+    from telemetry.forwarding import Forwarder
+
+log = logging.getLogger(__name__)
 QUERY = f"{contract.API}/query"
 MAX_QUERY_CHARS = 100_000
 
@@ -64,15 +70,40 @@ def _loopback_only(request: Request) -> None:
     raise HTTPException(403, "anonymous queries are allowed from loopback only; send the admin token")
 
 
+def query_dependency(require_admin: Callable[..., Any], allow_anonymous_query: bool) -> Callable[..., Any]:
+    return _loopback_only if allow_anonymous_query else require_admin
+
+
+HeartbeatHook = Callable[[WorkerIdentity, datetime], None]
+
+
 def build_router(
-    collector: Collector,
+    collector: Collector | Forwarder,
     *,
     require_admin: Callable[..., Any],
     require_worker: Callable[..., Any],
     allow_anonymous_query: bool = False,
+    on_heartbeat: HeartbeatHook | None = None,
+    queries: bool = True,
 ) -> APIRouter:
+    """`on_heartbeat(worker, received)` records liveness in the control-plane store (every replica
+    reads it); `queries=False` leaves the query and Kusto routes to another router (a replica's proxy)."""
     router = APIRouter()
-    query_auth = Depends(_loopback_only) if allow_anonymous_query else Depends(require_admin)
+    query_auth = Depends(query_dependency(require_admin, allow_anonymous_query))
+
+    def take_heartbeats(rows: list[Any], worker: WorkerIdentity, sent_at: Any) -> tuple[int, int]:
+        received = datetime.now(UTC)
+        inserted, dupes = collector.ingest_heartbeats(
+            rows, worker=worker.name, group=worker.group, sent_at=sent_at, received=received
+        )
+        if on_heartbeat is not None and inserted + dupes:
+            try:
+                on_heartbeat(worker, received)
+            except Exception:  # the rows are stored; liveness catches up at the next heartbeat
+                log.warning(
+                    "could not record the heartbeat of %s in the control-plane store", worker.name, exc_info=True
+                )
+        return inserted, dupes
 
     # -- agent ingestion --------------------------------------------------------
 
@@ -82,13 +113,7 @@ def build_router(
         if not isinstance(body, dict) or not isinstance(body.get("rows"), list):
             raise HTTPException(400, 'body must be {"rows": [{Heartbeat columns..., "HeartbeatId": "<uuid>"}]}')
         try:
-            inserted, dupes = await run_in_threadpool(
-                collector.ingest_heartbeats,
-                body["rows"],
-                worker=worker.name,
-                group=worker.group,
-                sent_at=body.get("sent_at"),
-            )
+            inserted, dupes = await run_in_threadpool(take_heartbeats, body["rows"], worker, body.get("sent_at"))
         except HeartbeatRowError as exc:
             raise HTTPException(400, str(exc)) from None
         return {"accepted": inserted, "duplicates": dupes}
@@ -114,6 +139,21 @@ def build_router(
             raise HTTPException(400, str(exc)) from None
         return {"accepted": n}
 
+    if queries:
+        _query_routes(router, collector, query_auth)
+    _otlp_routes(router, collector, require_worker)
+
+    # -- Prometheus ----------------------------------------------------------------------
+
+    @router.get("/metrics", tags=["metrics"])
+    async def metrics() -> Response:
+        body = await run_in_threadpool(collector.metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return router
+
+
+def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
     # -- queries ----------------------------------------------------------------
 
     async def run(text: Any, timeout: Any = None) -> kql.QueryResult:
@@ -193,6 +233,8 @@ def build_router(
             return JSONResponse(status_code=400, content=kusto.error_body(kql.QueryError(str(exc))))
         return JSONResponse(kusto.v1_response(columns, rows))
 
+
+def _otlp_routes(router: APIRouter, collector: Any, require_worker: Callable[..., Any]) -> None:
     # -- OTLP/HTTP -------------------------------------------------------------------
 
     async def otlp_export(signal: str, request: Request, worker: WorkerIdentity) -> Response:
@@ -224,15 +266,6 @@ def build_router(
     @router.post("/v1/logs", tags=["otlp"])
     async def otlp_logs(request: Request, worker: WorkerIdentity = Depends(require_worker)) -> Response:
         return await otlp_export("logs", request, worker)
-
-    # -- Prometheus ----------------------------------------------------------------------
-
-    @router.get("/metrics", tags=["metrics"])
-    async def metrics() -> Response:
-        body = await run_in_threadpool(collector.metrics.render)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return router
 
 
 def _otlp_error(status: int, message: str, as_json: bool) -> Response:

@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from outpost.contract import FINAL_STATUSES, StreamRecord
 from outpost.observer import JobEvent, SnapshotProvider, WorkerIdentity
 from telemetry import kql, rows
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.2
 RETENTION_INTERVAL_S = 3600.0
 MAX_CONCURRENT_QUERIES = 4
-DIAGNOSE_STATUSES = ("pass", "warn", "fail", "skip")
+DIAGNOSE_STATUSES = rows.DIAGNOSE_STATUSES
 HEARTBEAT_SUBSCRIPTION = rows.SUBSCRIPTION
 
 
@@ -77,7 +79,7 @@ class _Observer:
             m.dispatches.labels(worker.group).inc()
 
     def on_worker_removed(self, name: str, group: str) -> None:
-        self._c.metrics.fleet.remove(name, group)
+        self._c.worker_removed(name, group)
 
     def on_audit(self, operation: str, target: str, caller: str, result: str) -> None:
         self._c.audit(datetime.now(UTC), operation, target, caller, result)
@@ -112,6 +114,8 @@ class Collector:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._query_slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+        self._forward_lock = threading.Lock()
+        self._watermarks: dict[str, int] | None = None
         self._restore_fleet()
 
     # -- lifecycle -----------------------------------------------------------
@@ -193,8 +197,12 @@ class Collector:
 
         Raises rows.HeartbeatRowError for a malformed batch.
         """
+        return self._store_heartbeats([(self._heartbeat_batch(payload_rows, worker, group), sent_at, received)])
+
+    @staticmethod
+    def _heartbeat_batch(payload_rows: Sequence[Any], worker: str, group: str) -> rows.HeartbeatBatch:
         resource = f"/subscriptions/{HEARTBEAT_SUBSCRIPTION}/resourcegroups/{group}/providers/outpost/workers/{worker}"
-        batch = rows.heartbeat_columns(
+        return rows.heartbeat_columns(
             payload_rows,
             worker=worker,
             group=group,
@@ -208,51 +216,32 @@ class Collector:
             },
             forced={"_ResourceId": resource},
         )
-        inserted, dupes = self.store.insert_heartbeat_columns(batch.columns, batch.n, batch.ids, batch.times)
+
+    def _store_heartbeats(self, batches: list[tuple[rows.HeartbeatBatch, Any, datetime | None]]) -> tuple[int, int]:
+        """Several workers' batches (batch, sent_at, received) in one INSERT: one DuckDB insert costs
+        milliseconds whatever its size, so a replica's backlog goes in at once, not row by row."""
+        if len(batches) == 1:
+            b = batches[0][0]
+            columns, n, ids, times = b.columns, b.n, b.ids, b.times
+        else:
+            columns, n, ids, times = rows.concat_heartbeats([b for b, _, _ in batches])
+        inserted, dupes = self.store.insert_heartbeat_columns(columns, n, ids, times)
         self.metrics.rows.labels("Heartbeat").inc(inserted)
         if dupes:
             self.metrics.duplicates.labels("Heartbeat").inc(dupes)
-        now = received or datetime.now(UTC)
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)
-        agent_time = to_naive_utc(sent_at)
-        if agent_time is None and batch.n == 1:
-            agent_time = batch.times[0]
-        skew = None
-        if agent_time is not None:
-            skew = (agent_time.replace(tzinfo=UTC) - now).total_seconds()
-        if batch.n:
-            self.metrics.fleet.heartbeat(worker, group, now.timestamp(), skew)
+        for batch, sent_at, received in batches:
+            now = received or datetime.now(UTC)
+            if now.tzinfo is None:
+                now = now.replace(tzinfo=UTC)
+            if batch.n:
+                worker, group = batch.columns["Computer"][0], batch.columns["WorkerGroup_s"][0]
+                self.metrics.fleet.heartbeat(worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now))
         return inserted, dupes
 
     def ingest_diagnostics(
         self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None
     ) -> int:
-        t = to_naive_utc(time_) or utcnow()
-        out = []
-        failing: dict[str, bool] = {}
-        for i, r in enumerate(results):
-            check = r.get("id")
-            status = r.get("status")
-            if not isinstance(check, str) or not check:
-                raise ValueError(f"results[{i}].id must be a non-empty string")
-            if status not in DIAGNOSE_STATUSES:
-                raise ValueError(f"results[{i}].status must be one of {', '.join(DIAGNOSE_STATUSES)}")
-            failing[check] = status == "fail"
-            out.append(
-                {
-                    "TimeGenerated": t,
-                    "Computer": worker,
-                    "WorkerGroup_s": group,
-                    "CheckId": check,
-                    "CheckGroup": r.get("group"),
-                    "Status": status,
-                    "Finding": r.get("finding"),
-                    "Remediation": r.get("remediation"),
-                    "DurationMs": r.get("duration_ms"),
-                    "Evidence": r.get("evidence") if r.get("evidence") is not None else {},
-                }
-            )
+        out, failing = rows.diagnostic_rows(results, worker=worker, group=group, time_=time_)
         n = self.store.insert_rows("DiagnosticResults", out)
         self.metrics.rows.labels("DiagnosticResults").inc(n)
         self.metrics.fleet.diagnose(worker, group, failing)
@@ -264,6 +253,109 @@ class Collector:
         if table == "OTelMetrics":  # the latest points are re-exposed on /metrics too
             self.metrics.otlp.update(items, worker=worker)
         return n
+
+    def worker_removed(self, name: str, group: str) -> None:
+        self.metrics.fleet.remove(name, group)
+
+    # -- records forwarded by replicas (telemetry/forwarding.py) ----------------
+
+    def apply_forwarded(self, replica: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Apply one replica's records in `seq` order, each at most once.
+
+        The replica's watermark (its newest applied seq) is committed in the same DuckDB
+        transaction as the rows, so a batch re-sent after a lost answer is skipped, never
+        stored twice. A record that cannot be stored is rejected (named in the answer) and
+        passed over, so one bad record cannot hold a replica's buffer back forever.
+        """
+        with self._forward_lock:
+            if self._watermarks is None:
+                self._watermarks = self.store.watermarks()
+            mark = self._watermarks.get(replica, 0)
+            fresh = sorted((r for r in records if int(r["seq"]) > mark), key=lambda r: int(r["seq"]))
+            rejected: list[dict[str, Any]] = []
+            if fresh:
+                try:
+                    with self.store.transaction():
+                        rejected = self._apply_many(fresh)
+                        self.store.set_watermark(replica, int(fresh[-1]["seq"]))
+                except duckdb.Error:  # find the record DuckDB refuses: one transaction each
+                    rejected = []
+                    for r in fresh:
+                        try:
+                            with self.store.transaction():
+                                if (x := self._apply_one(r)) is not None:
+                                    rejected.append(x)
+                                self.store.set_watermark(replica, int(r["seq"]))
+                        except duckdb.Error as exc:
+                            rejected.append({"seq": r["seq"], "error": f"{type(exc).__name__}: {exc}"[:500]})
+                            with self.store.transaction():
+                                self.store.set_watermark(replica, int(r["seq"]))
+                mark = int(fresh[-1]["seq"])
+                self._watermarks[replica] = mark
+        for r in rejected:
+            log.warning("replica %s: forwarded record %s rejected: %s", replica, r["seq"], r["error"])
+        return {"watermark": mark, "applied": len(fresh) - len(rejected), "duplicates": len(records) - len(fresh),
+                "rejected": rejected}  # fmt: skip
+
+    def _apply_many(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Inside a transaction: heartbeats of all records in one insert, rows one insert per table."""
+        rejected: list[dict[str, Any]] = []
+        beats: list[tuple[rows.HeartbeatBatch, Any, datetime | None]] = []
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            try:
+                if r.get("kind") == "heartbeat":
+                    batch = self._heartbeat_batch(r["rows"], str(r["worker"]), str(r["group"]))
+                    if batch.n:
+                        beats.append((batch, r.get("sent_at"), to_aware_utc(r.get("received"))))
+                    continue
+                if r.get("kind") == "rows" and r.get("table") in TABLES and r["table"] != "OTelMetrics":
+                    tables.setdefault(r["table"], []).extend(rows.parse_times(r["table"], r["rows"]))
+                    continue
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                rejected.append({"seq": r.get("seq"), "error": f"{type(exc).__name__}: {exc}"[:500]})
+                continue
+            if (x := self._apply_one(r)) is not None:  # diagnostics, OTLP metrics (per worker), removals
+                rejected.append(x)
+        if beats:
+            self._store_heartbeats(beats)
+        for table, items in tables.items():
+            self.ingest_rows(table, items)
+        return rejected
+
+    def _apply_one(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Store one forwarded record; a record that is not valid -> {"seq", "error"} (DuckDB errors propagate)."""
+        try:
+            kind = record["kind"]
+            if kind == "heartbeat":
+                self.ingest_heartbeats(
+                    record["rows"],
+                    worker=str(record["worker"]),
+                    group=str(record["group"]),
+                    sent_at=record.get("sent_at"),
+                    received=to_aware_utc(record.get("received")),
+                )
+            elif kind == "diagnostics":
+                self.ingest_diagnostics(
+                    record["results"],
+                    worker=str(record["worker"]),
+                    group=str(record["group"]),
+                    time_=record.get("time"),
+                )
+            elif kind == "rows":
+                table = record["table"]
+                if table not in TABLES:
+                    raise ValueError(f"unknown table {table!r}")
+                self.ingest_rows(table, rows.parse_times(table, record["rows"]), worker=record.get("worker"))
+            elif kind == "worker_removed":
+                self.worker_removed(str(record["name"]), str(record["group"]))
+            else:
+                raise ValueError(f"unknown record kind {kind!r}")
+        except duckdb.Error:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return {"seq": record.get("seq"), "error": f"{type(exc).__name__}: {exc}"[:500]}
+        return None
 
     def audit(self, time_: datetime, operation: str, target: str, caller: str, result: str = "Succeeded") -> None:
         """Record an AuditEvent row (the control plane may call this for runbook/asset changes)."""
@@ -306,3 +398,16 @@ class Collector:
             self._query_slots.release()
             self.metrics.queries.labels(outcome).inc()
             self.metrics.query_seconds.observe(time.monotonic() - started)
+
+
+def to_aware_utc(value: Any) -> datetime | None:
+    t = to_naive_utc(value)
+    return t.replace(tzinfo=UTC) if t is not None else None
+
+
+def heartbeat_skew(batch: rows.HeartbeatBatch, sent_at: Any, received: datetime) -> float | None:
+    """Agent clock minus server clock: from the batch's sent_at, or the time of its only row."""
+    agent_time = to_naive_utc(sent_at)
+    if agent_time is None and batch.n == 1:
+        agent_time = batch.times[0]
+    return None if agent_time is None else (agent_time.replace(tzinfo=UTC) - received).total_seconds()

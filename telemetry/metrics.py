@@ -105,6 +105,8 @@ class _ScrapeCollector(_PromCollector):
                 if w.name not in registered.get(w.group, set()):
                     m.fleet.remove(w.name, w.group)
         workers, checks = m.fleet.snapshot()
+        if groups is not None:
+            workers = _with_store_liveness(workers, groups)
 
         up = GaugeMetricFamily(
             "outpost_worker_up", "1 if the worker heartbeated within the stale window", labels=["worker", "group"]
@@ -180,6 +182,27 @@ class _ScrapeCollector(_PromCollector):
         build = GaugeMetricFamily("outpost_build_info", "Outpost version", labels=["version"])
         build.add_metric([__version__], 1.0)
         yield build
+
+
+def _with_store_liveness(workers: list[WorkerState], groups: list[GroupSnapshot]) -> list[WorkerState]:
+    """Last heartbeats from the shared store (every replica sees the same), where it keeps them.
+
+    The later of the store's time and this process's own is used, so a heartbeat this
+    process just took counts at once; the store is written on every heartbeat, so
+    replicas agree.
+    """
+    local = {(w.name, w.group): w for w in workers}
+    tracked = {g.group for g in groups if g.heartbeats is not None}
+    out = [w for w in workers if w.group not in tracked]
+    for g in groups:
+        if g.heartbeats is None:
+            continue
+        for name, stored in g.heartbeats.items():
+            mine = local.get((name, g.group))
+            times = [t for t in (stored, mine.last_heartbeat if mine else None) if t is not None]
+            if times:
+                out.append(WorkerState(name, g.group, max(times), mine.clock_skew_s if mine else None))
+    return out
 
 
 class CollectorMetrics:

@@ -13,7 +13,7 @@ from typing import Any
 
 from outpost.contract import StreamRecord
 from outpost.observer import JobEvent
-from telemetry.store import HEARTBEAT_COLUMNS, to_naive_utc
+from telemetry.store import HEARTBEAT_COLUMNS, TABLES, to_naive_utc, utcnow
 
 # The Azure resource the rows claim to come from: one self-hosted "automation account".
 ACCOUNT = "OUTPOST"
@@ -26,6 +26,8 @@ RESOURCE_ID = (
 
 # Job status -> JobLogs ResultType as Azure writes it (Running is logged as "Started").
 RESULT_TYPES = {"Running": "Started"}
+
+DIAGNOSE_STATUSES = ("pass", "warn", "fail", "skip")
 
 # What an agent may send (the receive time is the server's to set).
 _HEARTBEAT_NAMES = frozenset(c for c, _ in HEARTBEAT_COLUMNS if not c.startswith("_Time"))
@@ -100,6 +102,56 @@ def audit_row(time: datetime, operation: str, target: str, caller: str, result: 
         "targetResources_Resource_s": target,
         "Caller_s": caller,
     }
+
+
+def diagnostic_rows(
+    results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None
+) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    """A worker's diagnose results -> (DiagnosticResults rows, check -> failing).
+
+    Raises ValueError naming the first bad result."""
+    t = to_naive_utc(time_) or utcnow()
+    out = []
+    failing: dict[str, bool] = {}
+    for i, r in enumerate(results):
+        check = r.get("id")
+        status = r.get("status")
+        if not isinstance(check, str) or not check:
+            raise ValueError(f"results[{i}].id must be a non-empty string")
+        if status not in DIAGNOSE_STATUSES:
+            raise ValueError(f"results[{i}].status must be one of {', '.join(DIAGNOSE_STATUSES)}")
+        failing[check] = status == "fail"
+        out.append(
+            {
+                "TimeGenerated": t,
+                "Computer": worker,
+                "WorkerGroup_s": group,
+                "CheckId": check,
+                "CheckGroup": r.get("group"),
+                "Status": status,
+                "Finding": r.get("finding"),
+                "Remediation": r.get("remediation"),
+                "DurationMs": r.get("duration_ms"),
+                "Evidence": r.get("evidence") if r.get("evidence") is not None else {},
+            }
+        )
+    return out, failing
+
+
+def parse_times(table: str, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows that travelled as JSON: their TIMESTAMP columns back to datetimes (what ingestion expects)."""
+    names = [c for c, t in TABLES[table] if t == "TIMESTAMP"]
+    out = []
+    for row in items:
+        if not isinstance(row, Mapping):
+            raise ValueError(f"{table} rows must be objects")
+        fixed = dict(row)
+        for name in names:
+            value = fixed.get(name)
+            if isinstance(value, str):
+                fixed[name] = to_naive_utc(value)
+        out.append(fixed)
+    return out
 
 
 class HeartbeatRowError(ValueError):
@@ -179,3 +231,24 @@ def _parse_times(values: list[Any]) -> list[datetime]:
         if isinstance(v, list | dict) or to_naive_utc(v) is None:
             raise HeartbeatRowError(f"rows[{i}].TimeGenerated must be an ISO-8601 time")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def concat_heartbeats(
+    batches: Sequence[HeartbeatBatch],
+) -> tuple[dict[str, list[Any]], int, list[Any] | None, list[datetime]]:
+    """Several HeartbeatBatches as one: (columns, n, ids, times); a column a batch lacks is None there."""
+    n = sum(b.n for b in batches)
+    names = {name for b in batches for name in b.columns}
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        values: list[Any] = []
+        for b in batches:
+            values.extend(b.columns.get(name) or [None] * b.n)
+        columns[name] = values
+    ids: list[Any] | None = None
+    if any(b.ids is not None for b in batches):
+        ids = []
+        for b in batches:
+            ids.extend(b.ids if b.ids is not None else [None] * b.n)
+    times = [t for b in batches for t in b.times]
+    return columns, n, ids, times

@@ -1,9 +1,17 @@
-"""`outpost collector`: the collector alone, for fleets that want it off the control-plane host.
+"""`outpost collector`: the one telemetry service of a fleet of replicas (or of a host of its own).
+
+It stores what every `outpost server --collector-url URL` replica forwards
+(telemetry/forwarding.py), answers KQL / Kusto for the whole fleet, and evaluates the
+KQL alert rules once for the fleet.
 
 Authentication without a database of its own:
-- workers: their bearer credential is checked by asking the control plane who it
-  belongs to (`GET /api/v1/agent/self` at --control-plane-url); answers are cached
-  for 60 s (rejections for 5 s) under a SHA-256 of the token, never the token itself;
+- replicas: `--replica-token` (or $OUTPOST_REPLICA_TOKEN) or the admin token on
+  `POST /api/v1/telemetry/forward`; a replica also proxies its callers' queries and
+  alert calls here with that token, so it may do what the admin token may;
+- workers (only with --control-plane-url, for agents that export here directly): their
+  bearer credential is checked by asking the control plane who it belongs to
+  (`GET /api/v1/agent/self`); answers are cached for 60 s (rejections for 5 s) under a
+  SHA-256 of the token, never the token itself;
 - admin: `--admin-token` (or $OUTPOST_TOKEN), compared in constant time;
 - `--query-anonymous`: loopback clients may query without a token (others are refused).
 """
@@ -25,6 +33,8 @@ from outpost import contract
 from outpost.observer import WorkerIdentity
 from outpost.settings import DEFAULT_HOST, ENV_CA_FILE, ENV_TOKEN
 from telemetry.cli_options import DEFAULT_MEMORY, DEFAULT_THREADS, QueryMemoryOpt, QueryThreadsOpt
+
+ENV_REPLICA_TOKEN = "OUTPOST_REPLICA_TOKEN"
 
 OK_TTL_S = 60.0
 REJECT_TTL_S = 5.0
@@ -83,18 +93,33 @@ class ControlPlaneWorkerAuth:
             self._cache = {k: v for k, v in self._cache.items() if not v[1] or v[1].name != name}
 
 
-def admin_dependency(token: str | None):  # noqa: ANN201 - a FastAPI dependency
+def admin_dependency(*tokens: str | None):  # noqa: ANN201 - a FastAPI dependency
+    """Any of `tokens` (the admin token, the replica token) is accepted; compared in constant time."""
+    accepted = [t.encode() for t in tokens if t]
+
     def require_admin(request: Request) -> None:
-        if not token:
+        if not accepted:
             raise HTTPException(401, "this collector has no admin token; start it with --admin-token")
-        if not hmac.compare_digest(_bearer(request).encode(), token.encode()):
-            raise HTTPException(401, "invalid admin token")
+        given = _bearer(request).encode()
+        if not any([hmac.compare_digest(given, t) for t in accepted]):
+            raise HTTPException(401, "invalid admin or replica token")
 
     return require_admin
 
 
+def no_direct_workers(request: Request) -> WorkerIdentity:
+    raise HTTPException(
+        401,
+        "this collector takes agent telemetry only through the replicas (outpost server --collector-url); "
+        "start it with --control-plane-url to accept workers directly",
+    )
+
+
 def collector(
-    control_plane_url: Annotated[str, typer.Option("--control-plane-url", help="Verify worker credentials here.")],
+    control_plane_url: Annotated[
+        str | None,
+        typer.Option("--control-plane-url", help="Accept agents directly, verifying their credentials here."),
+    ] = None,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Where telemetry.duckdb lives.")] = Path(
         "outpost-telemetry"
     ),
@@ -102,6 +127,15 @@ def collector(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8081,
     admin_token: Annotated[
         str | None, typer.Option("--admin-token", envvar=ENV_TOKEN, show_default=False, help="Bearer that may query.")
+    ] = None,
+    replica_token: Annotated[
+        str | None,
+        typer.Option(
+            "--replica-token",
+            envvar=ENV_REPLICA_TOKEN,
+            show_default=False,
+            help="Bearer of the replicas (outpost server --collector-token): forward telemetry, query, alerts.",
+        ),
     ] = None,
     query_anonymous: Annotated[
         bool, typer.Option("--query-anonymous", help="Let loopback clients query without a token.")
@@ -116,20 +150,50 @@ def collector(
     tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
     query_memory: QueryMemoryOpt = DEFAULT_MEMORY,
     query_threads: QueryThreadsOpt = DEFAULT_THREADS,
+    public_url: Annotated[
+        str | None, typer.Option("--public-url", help="This collector's URL, as alerts link to it.")
+    ] = None,
+    alert_rules: Annotated[
+        list[Path] | None,
+        typer.Option("--alert-rules", help="KQL alert rule files or directories (default: the shipped alerts/kql)."),
+    ] = None,
+    alertmanager_url: Annotated[
+        str | None, typer.Option("--alertmanager-url", help="Send KQL alerts to this Alertmanager.")
+    ] = None,
+    alert_webhook_url: Annotated[
+        str | None, typer.Option("--alert-webhook-url", help="POST KQL alert changes to this URL.")
+    ] = None,
+    alert_resend_interval: Annotated[
+        float, typer.Option("--alert-resend-interval", min=1, help="Re-send firing alerts this often (s).")
+    ] = 60.0,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "warning",
 ) -> None:
-    """Run the telemetry collector alone (heartbeats, KQL, Kusto REST, OTLP, /metrics)."""
+    """Run the telemetry collector: what the replicas forward, KQL / Kusto, OTLP, /metrics, KQL alerts."""
+    import logging
+
     import uvicorn
     from fastapi import FastAPI
 
     from outpost import __version__
     from outpost.commands.common import fail
+    from telemetry.alert_rules import RuleError, load_rules, shipped_rules
+    from telemetry.alerting import AlertEvaluator, collector_query_runner
+    from telemetry.alerting_api import build_alerting_router
     from telemetry.api import build_router
     from telemetry.collector import Collector
+    from telemetry.replica_ingest import build_replica_ingest_router
 
     if bool(tls_cert) != bool(tls_key):
         fail("--tls-cert and --tls-key go together", 2)
-    if not admin_token and not query_anonymous:
-        fail("pass --admin-token (or set OUTPOST_TOKEN) or --query-anonymous, or nobody can query", 2)
+    if not admin_token and not replica_token and not query_anonymous:
+        fail("pass --admin-token (or set OUTPOST_TOKEN), --replica-token or --query-anonymous, or nobody can query", 2)
+    try:
+        rules = load_rules(alert_rules if alert_rules is not None else shipped_rules())
+    except RuleError as exc:
+        fail(f"alert rules: {exc}", 2)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scheme = "https" if tls_cert else "http"
+    url = public_url or f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
     col = Collector(
         data_dir,
         retention_days=retention_days,
@@ -139,6 +203,15 @@ def collector(
         query_memory=query_memory,
         query_threads=query_threads,
     )
+    evaluator = AlertEvaluator(
+        rules,
+        collector_query_runner(col),
+        alertmanager_url=alertmanager_url,
+        webhook_url=alert_webhook_url,
+        resend_interval_s=alert_resend_interval,
+        maintenance_file=Path(data_dir) / "alert-maintenance.json",
+        generator_url=url,
+    )
     app = FastAPI(title="Outpost collector", version=__version__)
 
     @app.middleware("http")
@@ -147,25 +220,37 @@ def collector(
         response.headers[contract.SERVICE_HEADER] = __version__
         return response
 
+    require_admin = admin_dependency(admin_token, replica_token)
     app.include_router(
         build_router(
             col,
-            require_admin=admin_dependency(admin_token),
-            require_worker=ControlPlaneWorkerAuth(control_plane_url, ca_file=ca_file),
+            require_admin=require_admin,
+            require_worker=ControlPlaneWorkerAuth(control_plane_url, ca_file=ca_file)
+            if control_plane_url
+            else no_direct_workers,
             allow_anonymous_query=query_anonymous,
         )
     )
+    app.include_router(build_replica_ingest_router(col, admin_dependency(admin_token, replica_token)))
+    app.include_router(build_alerting_router(evaluator, require_admin))
+
+    @app.get("/api/v1/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__, "role": "collector"}
+
     col.start()
-    scheme = "https" if tls_cert else "http"
-    typer.echo(f"outpost collector on {scheme}://{host}:{port} (data in {data_dir})")
+    evaluator.start()
+    typer.echo(f"outpost collector on {url} (data in {data_dir}, {len(rules)} alert rules)")
     try:
         uvicorn.run(
             app,
             host=host,
             port=port,
-            log_level="warning",
+            log_level=log_level.lower(),
+            access_log=False,
             ssl_certfile=str(tls_cert) if tls_cert else None,
             ssl_keyfile=str(tls_key) if tls_key else None,
         )
     finally:
+        evaluator.stop()
         col.close()

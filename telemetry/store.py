@@ -213,6 +213,9 @@ TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "OTelLogs": {"Type": "OTelLogs"},
 }
 
+# Per replica, the newest forwarded record applied (not a KQL table: KQL sees TABLES only).
+WATERMARK_TABLE = "_outpost_forward_watermark"
+
 # Bounded memory for HeartbeatId dedupe; older re-sends are checked in the table.
 SEEN_IDS_CAPACITY = 200_000
 
@@ -300,7 +303,8 @@ class TelemetryStore:
         }
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET TimeZone='UTC'")
-        self._write_lock = threading.Lock()
+        # Reentrant: a forwarded batch holds it across one transaction of several inserts.
+        self._write_lock = threading.RLock()
         self._writer = self._con.cursor()
         self._writer.execute("SET TimeZone='UTC'")
         self._closed = False
@@ -323,6 +327,9 @@ class TelemetryStore:
                 for c, t in cols:
                     if c not in have:
                         self._writer.execute(f'ALTER TABLE "{table}" ADD COLUMN "{c}" {t}')
+
+        with self._write_lock:
+            self._writer.execute(f'CREATE TABLE IF NOT EXISTS "{WATERMARK_TABLE}" (replica VARCHAR, seq BIGINT)')
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         return TABLES[table]
@@ -541,6 +548,44 @@ class TelemetryStore:
             params += [min(known), max(known)]
         sql = f'SELECT "HeartbeatId" FROM "Heartbeat" WHERE "HeartbeatId" IN (SELECT UNNEST($1)){where}'
         return {r[0] for r in self._writer.execute(sql, params).fetchall()}
+
+    # -- forwarded batches (replicas -> collector) ---------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One DuckDB transaction over every insert made inside it, by this thread only (holds the write lock).
+
+        On an error everything is rolled back, and the HeartbeatId memory is reset so that
+        ids of rolled-back rows are looked up in the table again rather than taken as stored.
+        """
+        with self._write_lock:
+            if self._closed:
+                raise RuntimeError("telemetry store is closed")
+            self._writer.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                newest = [t for t in (self._seen.current_newest, self._seen.previous_newest) if t is not None]
+                self._dedupe_watermark = max([utcnow(), self._dedupe_watermark, *newest])
+                self._seen = _SeenIds(self._seen.half * 2)
+                raise
+            self._writer.execute("COMMIT")
+
+    def watermarks(self) -> dict[str, int]:
+        """The newest forwarded record applied, per replica id."""
+        with self._write_lock:
+            found = self._writer.execute(f'SELECT replica, max(seq) FROM "{WATERMARK_TABLE}" GROUP BY ALL').fetchall()
+        return {r: int(s) for r, s in found}
+
+    def set_watermark(self, replica: str, seq: int) -> None:
+        """Inside `transaction()`: the replica's records up to `seq` are applied."""
+        with self._write_lock:
+            row = self._writer.execute(
+                f'UPDATE "{WATERMARK_TABLE}" SET seq = $2 WHERE replica = $1', [replica, seq]
+            ).fetchone()
+            if not row or not row[0]:
+                self._writer.execute(f'INSERT INTO "{WATERMARK_TABLE}" VALUES ($1, $2)', [replica, seq])
 
     # -- retention --------------------------------------------------------
 

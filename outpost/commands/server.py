@@ -69,6 +69,33 @@ def server(
     alert_resend_interval: Annotated[
         float, typer.Option("--alert-resend-interval", min=1, help="Re-send firing alerts this often (s).")
     ] = 60.0,
+    collector_url: Annotated[
+        str | None,
+        typer.Option(
+            "--collector-url",
+            envvar="OUTPOST_COLLECTOR_URL",
+            help="Replica mode: forward all telemetry to this `outpost collector`, which answers queries and alerts.",
+        ),
+    ] = None,
+    collector_token: Annotated[
+        str | None,
+        typer.Option(
+            "--collector-token",
+            envvar="OUTPOST_COLLECTOR_TOKEN",
+            show_default=False,
+            help="The collector's --replica-token (or admin token).",
+        ),
+    ] = None,
+    collector_ca_file: Annotated[
+        str | None,
+        typer.Option(
+            "--collector-ca-file", envvar="OUTPOST_COLLECTOR_CA_FILE", help="CA bundle for an HTTPS collector."
+        ),
+    ] = None,
+    collector_buffer_mb: Annotated[
+        int,
+        typer.Option("--collector-buffer-mb", min=1, help="Telemetry kept on disk while the collector is unreachable."),
+    ] = 256,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
     query_memory: QueryMemoryOpt = DEFAULT_MEMORY,
     query_threads: QueryThreadsOpt = DEFAULT_THREADS,
@@ -77,13 +104,13 @@ def server(
     import uvicorn
     from sqlalchemy.exc import OperationalError
 
-    from automation import dispatch, secrets, tracing
+    from automation import liveness, secrets, tracing
     from automation.app import create_app, open_control_plane
     from automation.roles import Role
     from telemetry.alert_rules import RuleError, load_rules
     from telemetry.alerting import AlertEvaluator, collector_query_runner
     from telemetry.alerting_api import build_alerting_router
-    from telemetry.api import build_router
+    from telemetry.api import build_router, query_dependency
     from telemetry.collector import Collector
     from telemetry.tracing import server_tracer_provider
 
@@ -104,47 +131,95 @@ def server(
     with cp.session() as s:
         creds = secrets.ensure_credentials(s, data_dir)
 
-    try:
-        rules = load_rules(alert_rules if alert_rules is not None else _shipped_rules())
-    except RuleError as exc:
-        fail(f"alert rules: {exc}", 2)
-    collector = Collector(
-        data_dir,
-        retention_days=retention_days,
-        snapshot=lambda: dispatch.snapshot(cp),
-        tls_cert_path=tls_cert,
-        stale_after_s=stale_after,
-        query_memory=query_memory,
-        query_threads=query_threads,
-    )
+    if collector_url:
+        if not collector_url.startswith(("http://", "https://")):
+            fail(f"--collector-url {collector_url!r}: expected http(s)://host:port", 2)
+        collector_token = collector_token or creds.admin_token  # a collector started with this account's token
+        if not collector_token:
+            fail("--collector-url needs --collector-token (or OUTPOST_COLLECTOR_TOKEN): the replica token", 2)
+        ignored = [f for f, v in (("--alert-rules", alert_rules), ("--alertmanager-url", alertmanager_url),
+                                  ("--alert-webhook-url", alert_webhook_url)) if v]  # fmt: skip
+        if ignored:
+            console.print(
+                f"warning: {', '.join(ignored)} ignored: with --collector-url the collector evaluates the fleet's "
+                "KQL alerts (give it the --alert-* options)",
+                highlight=False,
+            )
+    else:
+        try:
+            rules = load_rules(alert_rules if alert_rules is not None else _shipped_rules())
+        except RuleError as exc:
+            fail(f"alert rules: {exc}", 2)
+
+    def on_heartbeat(worker, received):  # type: ignore[no-untyped-def]
+        liveness.record_heartbeat(cp, worker.worker_id, received)
+
+    def snapshot():  # type: ignore[no-untyped-def]
+        return liveness.snapshot(cp)
+
+    if collector_url:
+        from telemetry.forwarding import Forwarder
+        from telemetry.proxy import CollectorProxy, build_proxy_router
+
+        collector = Forwarder(
+            data_dir,
+            collector_url,
+            token=collector_token or "",
+            ca_file=collector_ca_file,
+            snapshot=snapshot,
+            tls_cert_path=tls_cert,
+            stale_after_s=stale_after,
+            max_buffer_bytes=collector_buffer_mb * 1024 * 1024,
+        )
+        proxy = CollectorProxy(collector, collector_url, token=collector_token or "", ca_file=collector_ca_file)
+        evaluator = None
+    else:
+        collector = Collector(
+            data_dir,
+            retention_days=retention_days,
+            snapshot=snapshot,
+            tls_cert_path=tls_cert,
+            stale_after_s=stale_after,
+            query_memory=query_memory,
+            query_threads=query_threads,
+        )
+        evaluator = AlertEvaluator(
+            rules,
+            collector_query_runner(collector),
+            alertmanager_url=alertmanager_url,
+            webhook_url=alert_webhook_url,
+            resend_interval_s=alert_resend_interval,
+            maintenance_file=data_dir / "alert-maintenance.json",
+            generator_url=url,
+        )
     cp.observer = collector.observer
-    evaluator = AlertEvaluator(
-        rules,
-        collector_query_runner(collector),
-        alertmanager_url=alertmanager_url,
-        webhook_url=alert_webhook_url,
-        resend_interval_s=alert_resend_interval,
-        maintenance_file=data_dir / "alert-maintenance.json",
-        generator_url=url,
-    )
 
     def routers(roles, require_worker):  # type: ignore[no-untyped-def]
         # Queries, Kusto REST and alerts are readers' business; silencing alerts is an operator's.
-        return [
-            build_router(
-                collector,
-                require_admin=roles[Role.READER],
-                require_worker=require_worker,
-                allow_anonymous_query=query_anonymous,
-            ),
-            build_alerting_router(evaluator, roles[Role.READER], roles[Role.OPERATOR]),
-        ]
+        read, change = roles[Role.READER], roles[Role.OPERATOR]
+        telemetry = build_router(
+            collector,
+            require_admin=read,
+            require_worker=require_worker,
+            allow_anonymous_query=query_anonymous,
+            on_heartbeat=on_heartbeat,
+            queries=evaluator is not None,
+        )
+        if evaluator is None:  # a replica: queries and alerts are the collector's
+            query_auth = query_dependency(read, query_anonymous)
+            return [
+                telemetry,
+                build_proxy_router(proxy, query_auth=query_auth, require_read=read, require_change=change),
+            ]
+        return [telemetry, build_alerting_router(evaluator, read, change)]
 
     tracer_provider = server_tracer_provider(collector)
     tracing.use(tracer_provider)
-    app = create_app(cp, extra_routers=routers, on_shutdown=[evaluator.stop, tracer_provider.shutdown, collector.close])
+    stops = [evaluator.stop] if evaluator is not None else []
+    app = create_app(cp, extra_routers=routers, on_shutdown=[*stops, tracer_provider.shutdown, collector.close])
     collector.start()
-    evaluator.start()
+    if evaluator is not None:
+        evaluator.start()
 
     console.print(f"Outpost server listening on {url}", highlight=False)
     console.print(f"url: {url}", highlight=False)
