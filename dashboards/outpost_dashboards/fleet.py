@@ -53,7 +53,7 @@ def build() -> dict[str, Any]:
                 # Groups are known from their queue; `unless` keeps those where no worker is up.
                 prom(
                     f"count(max by (group) (outpost_queue_depth{{{G}}}) "
-                    f"unless on (group) (sum by (group) (outpost_worker_up{{{G}}}) > 0)) or vector(0)"
+                    f"unless on (group) (max by (group) (outpost_worker_up{{{G}}}) > 0)) or vector(0)"
                 ),
                 steps=((None, "green"), (1, "red")),
                 description="Groups with no worker up (or none at all): their queued jobs never start.",
@@ -62,7 +62,7 @@ def build() -> dict[str, Any]:
         .with_panel(
             stat_panel(
                 "Queued jobs",
-                prom(f"sum(outpost_queue_depth{{{G}}})"),
+                prom(f"sum(max without (instance) (outpost_queue_depth{{{G}}}))"),
                 steps=((None, "green"), (50, "orange")),
             )
         )
@@ -84,7 +84,7 @@ def build() -> dict[str, Any]:
         .with_panel(
             timeseries_panel(
                 "Workers up per group",
-                [prom(f"sum by (group) (outpost_worker_up{{{G}}})", "{{group}}")],
+                [prom(f"sum by (group) (max without (instance) (outpost_worker_up{{{G}}}))", "{{group}}")],
                 span=12,
             )
         )
@@ -92,7 +92,7 @@ def build() -> dict[str, Any]:
             bar_panel(
                 "Last heartbeat age per worker",
                 prom(
-                    f"time() - outpost_worker_last_heartbeat_timestamp_seconds{{{G}}}",
+                    f"time() - max without (instance) (outpost_worker_last_heartbeat_timestamp_seconds{{{G}}})",
                     "{{worker}} ({{group}})",
                     instant=True,
                 ),
@@ -118,7 +118,7 @@ def build() -> dict[str, Any]:
         .with_panel(
             timeseries_panel(
                 "Queue depth per group",
-                [prom(f"sum by (group) (outpost_queue_depth{{{G}}})", "{{group}}")],
+                [prom(f"sum by (group) (max without (instance) (outpost_queue_depth{{{G}}}))", "{{group}}")],
             )
         )
         .with_panel(
