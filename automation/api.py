@@ -132,10 +132,19 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
     @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any])
     async def create_job(body: JobBody, request: Request) -> Response:
         # A caller's W3C traceparent makes the job's trace a child of the caller's.
-        job = await cp.run(
-            jobs.create, cp, body.runbook, body.run_on, body.params, body.timeout_s, request.headers.get("traceparent")
+        # A repeated Idempotency-Key returns the job it started, again as 201, marked Idempotent-Replayed.
+        job, replayed = await cp.run(
+            jobs.create,
+            cp,
+            body.runbook,
+            body.run_on,
+            body.params,
+            body.timeout_s,
+            request.headers.get("traceparent"),
+            request.headers.get(c.IDEMPOTENCY_HEADER),
         )
-        return Response(orjson.dumps(job), status_code=201, media_type="application/json")
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return Response(orjson.dumps(job), status_code=201, media_type="application/json", headers=headers)
 
     @r.get("/jobs", tags=["jobs"])
     def list_jobs(
@@ -200,9 +209,12 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         wait: float = Query(cp.poll_hold_s, ge=0, le=60, description="hold the request up to this long"),
         max_jobs: int = Query(1, alias="max", ge=1, le=MAX_JOBS_PER_POLL, description="the worker's free slots"),
         identity: WorkerIdentity = Depends(require_worker),
+        body: c.PollRequest | None = None,
     ) -> Response:
+        held = body.held if body is not None else None  # None: an agent that does not say what it holds
+
         def check() -> list[c.JobAssignment]:
-            return dispatch.claim(cp, identity, max_jobs)
+            return dispatch.claim(cp, identity, max_jobs, held)
 
         jobs = await _wait_for(cp, group_topic(identity.group), wait, check, request)
         cp.observer.on_poll(identity, bool(jobs))

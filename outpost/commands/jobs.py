@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from typing import Annotated, Any
 
 import httpx
@@ -79,7 +80,8 @@ def start(
     """Start a job of a published runbook on a worker group; prints the job id."""
     body = {"runbook": runbook, "run_on": run_on, "params": parse_params(param or []), "timeout_s": timeout}
     with admin_client(url, token, ca_file) as client:
-        job = request(client, "POST", "/api/v1/jobs", json=body).json()
+        # One key per invocation, reused by every retry: a lost answer never starts a second job.
+        job = request(client, "POST", "/api/v1/jobs", json=body, idempotency_key=str(uuid.uuid4())).json()
         if not wait:
             print_json(job) if as_json else typer.echo(job["id"])
             return
