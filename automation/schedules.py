@@ -247,35 +247,39 @@ def _run_due(cp: ControlPlane, now: datetime) -> int:
         due = s.exec(
             select(Schedule).where(Schedule.enabled == True, Schedule.next_run_at <= now)  # noqa: E712
         ).all()
-    started = 0
-    for sch in due:
-        old = _aware(sch.next_run_at)
-        assert old is not None
-        new = next_after(sch, now)  # skips every missed occurrence: at most one catch-up run
-        created = _aware(sch.created_at)
-        occurrence_key = f"schedule:{sch.id}:{created.timestamp() if created else 0}:{old.isoformat()}"
-        once = lifecycle.Idempotency(key=occurrence_key, fingerprint=occurrence_key)
-        params = [JobParam(**p) for p in json.loads(sch.params_json)]
-        values: dict[str, Any] = {"next_run_at": new, "last_run_at": now}
-        try:
-            job, replayed = jobs.create(cp, sch.runbook_name, sch.run_on, params, once=once)
-            values.update(last_job_id=job["id"], last_error=None)
-        except ControlPlaneError as exc:
-            job, replayed = None, False
-            values["last_error"] = f"{now.isoformat()}: {exc.message}"
-        with cp.session() as s:
-            result = s.execute(
-                update(Schedule)
-                .where(Schedule.id == sch.id, Schedule.next_run_at == sch.next_run_at)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            s.commit()
-        if not result.rowcount:  # type: ignore[attr-defined]
-            continue  # another replica claimed this occurrence (and started, or found, the same job)
-        if job is None:
-            log.warning("schedule %s could not start %s: %s", sch.name, sch.runbook_name, values["last_error"])
-        elif not replayed:
-            started += 1
-            log.info("schedule %s started job %s (%s)", sch.name, job["id"], sch.runbook_name)
-    return started
+    return sum(fire_occurrence(cp, sch, now) for sch in due)
+
+
+def fire_occurrence(cp: ControlPlane, sch: Schedule, now: datetime) -> bool:
+    """Start the job of `sch`'s due occurrence (as read by this replica) and move it on; True if it started one."""
+    due = _aware(sch.next_run_at)
+    assert due is not None
+    new = next_after(sch, now)  # skips every missed occurrence: at most one catch-up run
+    created = _aware(sch.created_at)
+    key = f"schedule:{sch.id}:{created.timestamp() if created else 0}:{due.isoformat()}"
+    params = [JobParam(**p) for p in json.loads(sch.params_json)]
+    values: dict[str, Any] = {"next_run_at": new, "last_run_at": now}
+    try:
+        job, replayed = jobs.create(
+            cp, sch.runbook_name, sch.run_on, params, once=lifecycle.Idempotency(key=key, fingerprint=key)
+        )
+        values.update(last_job_id=job["id"], last_error=None)
+    except ControlPlaneError as exc:
+        job, replayed = None, False
+        values["last_error"] = f"{now.isoformat()}: {exc.message}"
+    with cp.session() as s:
+        result = s.execute(
+            update(Schedule)
+            .where(Schedule.id == sch.id, Schedule.next_run_at == sch.next_run_at)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        s.commit()
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False  # another replica claimed this occurrence (and started, or found, the same job)
+    if job is None:
+        log.warning("schedule %s could not start %s: %s", sch.name, sch.runbook_name, values["last_error"])
+        return False
+    if not replayed:
+        log.info("schedule %s started job %s (%s)", sch.name, job["id"], sch.runbook_name)
+    return not replayed
