@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from automation import db, lifecycle, queue_sql, runbooks, workers
+from automation import db, lifecycle, queue_sql, runbooks, schedules, workers
 from automation.context import ControlPlane
 from automation.errors import Conflict
 from automation.lifecycle import TRANSITIONS, Actor, Idempotency, JobRecord
+from automation.models import Schedule, utcnow
 from outpost.contract import FINAL_STATUSES, EventBatch, JobStatus, StatusEvent, StreamRecord, StreamType
 from outpost.observer import WorkerIdentity
 from outpost.settings import MAX_ACTIVATIONS
@@ -241,3 +242,15 @@ def test_a_failed_create_does_not_keep_the_key(cp: ControlPlane) -> None:
         lifecycle.create(cp, "missing", "g1", "[]", once=once, now=T0)
     job_, replayed = lifecycle.create(cp, "plain", "g1", "[]", once=once, now=T0)
     assert not replayed and job_.status == "New"
+
+
+def test_two_replicas_firing_one_schedule_occurrence_start_one_job(cp: ControlPlane) -> None:
+    schedules.create(cp, "every-minute", "plain", "g1", "Minute")
+    with cp.reading() as s:
+        seen = s.execute(select(Schedule).where(Schedule.name == "every-minute")).scalar_one()  # both replicas read it
+    now = utcnow() + timedelta(seconds=1)
+    # Each replica starts the occurrence's job before claiming it; the occurrence's key makes it one job.
+    assert schedules.fire_occurrence(cp, seen, now) is True
+    assert schedules.fire_occurrence(cp, seen, now) is False
+    assert len(statuses(cp)) == 1
+    assert schedules.show(cp, "every-minute")["last_job_id"] in statuses(cp)
