@@ -287,7 +287,9 @@ def claim(
                         if again is not None:
                             offered.append(JobRecord.of(again))
                     continue
-                after = _lose(conn, row, f"worker {row.worker_name} lost: its agent restarted without this job", now)
+                # (Stopping without a start: a stop came for a claim that never reached the agent.)
+                how = "its agent restarted without this job" if row.started_at else "the claim never reached its agent"
+                after = _lose(conn, row, f"worker {row.worker_name} lost: {how}", now)
                 if after is not None:
                     lost.append(after)
                     _notify_lost(cp, conn, after)

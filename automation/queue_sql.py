@@ -145,7 +145,15 @@ STORED_SEQS = (
 
 # The jobs a worker holds, narrow: a poll that lists what the agent holds compares the two.
 HELD_BY = (
-    select(_job.id, _job.status, _job.lease_expires_at, _job.retry_on_worker_loss, _job.activations, _job.worker_name)
+    select(
+        _job.id,
+        _job.status,
+        _job.lease_expires_at,
+        _job.retry_on_worker_loss,
+        _job.activations,
+        _job.worker_name,
+        _job.started_at,
+    )
     .where(_job.worker_id == bindparam("holder"), _job.status.in_(HELD))
     .order_by(_job.created_at, _job.id)
 )

@@ -254,3 +254,12 @@ def test_two_replicas_firing_one_schedule_occurrence_start_one_job(cp: ControlPl
     assert schedules.fire_occurrence(cp, seen, now) is False
     assert len(statuses(cp)) == 1
     assert schedules.show(cp, "every-minute")["last_job_id"] in statuses(cp)
+
+
+def test_a_stop_for_a_claim_that_never_arrived_ends_it_at_the_next_poll(cp: ControlPlane) -> None:
+    j = create(cp)
+    claim(cp, W1, T0)  # the answer is lost
+    step(cp, Actor.API, lambda: lifecycle.stop(cp, j.id, now=T0))
+    assert claim(cp, W1, T0 + timedelta(seconds=1), held=[]) == []  # not offered: it is being stopped
+    stopped = job(cp, j.id)
+    assert stopped.status == "Stopped" and "the claim never reached its agent" in stopped.status_reason
