@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -130,7 +130,13 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
         return {"which": which, "registration_key": key}
 
     @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any])
-    async def create_job(body: JobBody, request: Request) -> Response:
+    async def create_job(
+        body: JobBody,
+        request: Request,
+        idempotency_key: str | None = Header(
+            None, alias=c.IDEMPOTENCY_HEADER, description="a repeat within 24 h returns the job the first one started"
+        ),
+    ) -> Response:
         # A caller's W3C traceparent makes the job's trace a child of the caller's.
         # A repeated Idempotency-Key returns the job it started, again as 201, marked Idempotent-Replayed.
         job, replayed = await cp.run(
@@ -141,7 +147,7 @@ def admin_router(cp: ControlPlane, require_admin: Callable[..., None]) -> APIRou
             body.params,
             body.timeout_s,
             request.headers.get("traceparent"),
-            request.headers.get(c.IDEMPOTENCY_HEADER),
+            idempotency_key,
         )
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(orjson.dumps(job), status_code=201, media_type="application/json", headers=headers)
