@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -77,7 +77,8 @@ TRANSITIONS: Mapping[Actor, Mapping[JobStatus | None, frozenset[JobStatus]]] = {
 
 
 def allowed(actor: Actor, before: str | None, after: str) -> bool:
-    return after in TRANSITIONS[actor].get(None if before is None else S(before), frozenset())
+    # A StrEnum hashes and compares as its value: a plain status string finds its row.
+    return after in TRANSITIONS[actor].get(before, frozenset())  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,9 +428,10 @@ def apply_events(
             conn.execute(queue_sql.APPLY_EVENT, {"job_id": job_id, **values})
         if inserted or changes:
             cp.notifier.notify_replicas(conn, job_topic(job_id))
-    after = replace(job, **changes)
+    # (From the row's mapping, not dataclasses.replace: this runs for every batch.)
+    after = JobRecord(**{**row._mapping, **changes}) if changes else job
     if started is not None:
-        cp.observer.on_job_status(event_of(replace(job, **started)))
+        cp.observer.on_job_status(event_of(JobRecord(**{**row._mapping, **started})))
     if batch.records:
         cp.observer.on_job_streams(event_of(after), batch.records)
     if after.status != job.status:
