@@ -32,8 +32,14 @@ FOLLOW_WAIT_S = 20.0
 
 
 def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    """Print records as they arrive: Output to stdout, Error and Warning to stderr."""
+    """Print records as they arrive: Output to stdout, Error and Warning to stderr.
+
+    Stops at the first empty page read after the job was already seen final: the last records
+    commit with the final status, and a page can be read just before that commit while its
+    job is read just after it (empty records, final job); the next page then has them.
+    """
     after = -1
+    seen_final = False
     while True:
         page = request(
             client,
@@ -54,8 +60,10 @@ def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
         sys.stdout.flush()
         sys.stderr.flush()
         job = page["job"]
-        if job["status"] in FINAL_STATUSES and not page["records"]:
-            return job
+        if job["status"] in FINAL_STATUSES:
+            if seen_final and not page["records"]:
+                return job
+            seen_final = True
 
 
 @app.command("start")
