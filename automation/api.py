@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -123,13 +123,28 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return {"which": which, "registration_key": key}
 
     @r.post("/jobs", tags=["jobs"], status_code=201, response_model=dict[str, Any], dependencies=[OPERATE])
-    async def create_job(body: JobBody, request: Request) -> Response:
+    async def create_job(
+        body: JobBody,
+        request: Request,
+        idempotency_key: str | None = Header(
+            None, alias=c.IDEMPOTENCY_HEADER, description="a repeat within 24 h returns the job the first one started"
+        ),
+    ) -> Response:
         principal_of(request).require_group(body.run_on, "start jobs")
         # A caller's W3C traceparent makes the job's trace a child of the caller's.
-        job = await cp.run(
-            jobs.create, cp, body.runbook, body.run_on, body.params, body.timeout_s, request.headers.get("traceparent")
+        # A repeated Idempotency-Key returns the job it started, again as 201, marked Idempotent-Replayed.
+        job, replayed = await cp.run(
+            jobs.create,
+            cp,
+            body.runbook,
+            body.run_on,
+            body.params,
+            body.timeout_s,
+            request.headers.get("traceparent"),
+            idempotency_key,
         )
-        return Response(orjson.dumps(job), status_code=201, media_type="application/json")
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return Response(orjson.dumps(job), status_code=201, media_type="application/json", headers=headers)
 
     @r.get("/jobs", tags=["jobs"], dependencies=[READ])
     def list_jobs(
@@ -162,8 +177,9 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         principal_of(request).require_group(job.group_name, "read job output")
 
         def check() -> Any:
-            records = jobs.streams(cp, job_id, after, limit, stream)
+            # The job first: when it reads final, the records read after it hold every line.
             current = jobs.get(cp, job_id)
+            records = jobs.streams(cp, job_id, after, limit, stream)
             if records or current.status in FINAL_STATUSES or wait == 0:
                 return records, current
             return None
@@ -197,9 +213,12 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         wait: float = Query(cp.poll_hold_s, ge=0, le=60, description="hold the request up to this long"),
         max_jobs: int = Query(1, alias="max", ge=1, le=MAX_JOBS_PER_POLL, description="the worker's free slots"),
         identity: WorkerIdentity = Depends(require_worker),
+        body: c.PollRequest | None = None,
     ) -> Response:
+        held = body.held if body is not None else None  # None: an agent that does not say what it holds
+
         def check() -> list[c.JobAssignment]:
-            return dispatch.claim(cp, identity, max_jobs)
+            return dispatch.claim(cp, identity, max_jobs, held)
 
         # Parked in the group's FIFO; served by one claim when a job comes (automation.waiters).
         jobs = await cp.dispatcher.wait(identity.group, check, wait, gone=request.is_disconnected)

@@ -1,4 +1,4 @@
-"""Jobs as users see them: create, list, show, stop, read streams."""
+"""Jobs as users see them: create, list, show, stop, read streams (writes: automation.lifecycle)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ import json
 import re
 import uuid
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, func, update
-from sqlmodel import select
+from sqlalchemy import func, select
 
-from automation import queue_sql, tracing
+from automation import lifecycle, queue_sql
 from automation.context import ControlPlane
 from automation.errors import BadRequest, NotFound
-from automation.models import Job, JobStream, utcnow
-from automation.notify import group_topic, job_topic
-from outpost.contract import PARAM_NAME_RE, JobParam, JobStatus
-from outpost.observer import JobEvent
+from automation.lifecycle import JobRecord
+from automation.models import JobStream
+from outpost.contract import IDEMPOTENCY_HEADER, PARAM_NAME_RE, JobParam, JobStatus
 
 MAX_PARAMS = 64
 MAX_PARAM_VALUE_BYTES = 64 * 1024
@@ -29,7 +26,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def view(job: Job | Row[Any] | SimpleNamespace) -> dict[str, Any]:
+def view(job: JobRecord) -> dict[str, Any]:
     return {
         "id": job.id,
         "runbook": job.runbook_name,
@@ -47,21 +44,6 @@ def view(job: Job | Row[Any] | SimpleNamespace) -> dict[str, Any]:
         "ended_at": _iso(job.ended_at),
         "last_status_at": _iso(job.last_status_at),
     }
-
-
-def event_of(job: Job | Row[Any] | SimpleNamespace, description: str | None = None) -> JobEvent:
-    return JobEvent(
-        job_id=job.id,
-        runbook=job.runbook_name,
-        group=job.group_name,
-        worker=job.worker_name,
-        status=job.status,
-        time=job.last_status_at,
-        description=description if description is not None else job.status_reason,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        ended_at=job.ended_at,
-    )
 
 
 # Azure's REST API names a Python runbook's positional values "[PARAMETER 1]", "[PARAMETER 2]", ...
@@ -105,6 +87,16 @@ def validate_params(params: list[JobParam]) -> None:
             raise BadRequest("parameter values cannot contain NUL characters")
 
 
+# Printable ASCII without spaces, as HTTP header values of this kind usually are (UUIDs, ULIDs, hashes).
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def check_idempotency_key(key: str) -> str:
+    if not _KEY_RE.match(key):
+        raise BadRequest(f"{IDEMPOTENCY_HEADER} must be 1-200 printable ASCII characters without spaces (e.g. a UUID)")
+    return key
+
+
 def create(
     cp: ControlPlane,
     runbook: str,
@@ -112,67 +104,42 @@ def create(
     params: list[JobParam],
     timeout_s: float | None = None,
     parent_traceparent: str | None = None,
-) -> dict[str, Any]:
+    idempotency_key: str | None = None,
+    once: lifecycle.Idempotency | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Queue a job. -> (its view, replayed): replayed when `idempotency_key` (a client's, from
+    POST /jobs) or `once` (a webhook request's or schedule occurrence's) started it before."""
+    raw = [p.model_dump() for p in params]
     params = azure_positional(params)
     validate_params(params)
     if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):
         raise BadRequest(f"timeout must be between 0 and {MAX_TIMEOUT_S} seconds")
-    job_id = str(uuid.uuid4())
-    now = utcnow()
-    with cp.transaction() as conn:
-        rb = conn.execute(queue_sql.RUNBOOK_BY_NAME, {"name": runbook}).first()
-        if rb is None:
-            raise NotFound(f"runbook {runbook!r} does not exist")
-        if not rb.published_version or rb.published_content is None:
-            raise BadRequest(f"runbook {runbook} has no published version; publish it first")
-        group = conn.execute(queue_sql.GROUP_BY_NAME, {"name": run_on}).first()
-        if group is None:
-            raise NotFound(f"worker group {run_on!r} does not exist; register a worker into it first")
-        job = conn.execute(
-            queue_sql.INSERT_JOB,
-            {
-                "id": job_id,
-                "runbook_id": rb.id,
-                "runbook_name": rb.name,
-                "runbook_version": rb.published_version,
-                "runbook_type": rb.published_type or rb.runbook_type,
-                "content": rb.published_content,
-                "group_id": group.id,
-                "group_name": group.name,
-                "params_json": json.dumps([p.model_dump() for p in params]),
-                "timeout_s": timeout_s,
-                "retry_on_worker_loss": rb.retry_on_worker_loss,
-                "traceparent": tracing.job_created(job_id, rb.name, run_on, parent_traceparent),
-                "status": JobStatus.NEW,
-                "status_reason": None,
-                "worker_id": None,
-                "worker_name": None,
-                "activations": 0,
-                "stop_requested": False,
-                "exit_code": None,
-                "lease_expires_at": None,
-                "created_at": now,
-                "started_at": None,
-                "ended_at": None,
-                "last_status_at": now,
-            },
-        ).one()
-        cp.notifier.notify_replicas(conn, group_topic(job.group_name))
-    cp.notifier.wake(group_topic(job.group_name), replicas=False)
-    cp.observer.on_job_status(event_of(job))
-    return view(job)
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+        asked = lifecycle.fingerprint(runbook=runbook, run_on=run_on, params=raw, timeout_s=timeout_s)
+        once = lifecycle.Idempotency(key=f"api:{idempotency_key}", fingerprint=asked)
+    job, replayed = lifecycle.create(
+        cp,
+        runbook,
+        run_on,
+        json.dumps([p.model_dump() for p in params]),
+        timeout_s,
+        parent_traceparent,
+        once,
+    )
+    return view(job), replayed
 
 
-def get(cp: ControlPlane, job_id: str) -> Job:
+def get(cp: ControlPlane, job_id: str) -> JobRecord:
     try:
         uuid.UUID(job_id)
     except ValueError:
         raise BadRequest(f"{job_id!r} is not a job id (a UUID)") from None
     with cp.reading() as s:
-        job = s.get(Job, job_id)
-    if job is None:
+        row = s.execute(queue_sql.JOB_BY_ID, {"job_id": job_id}).first()
+    if row is None:
         raise NotFound(f"job {job_id} does not exist")
-    return job
+    return JobRecord.of(row)
 
 
 def list_jobs(
@@ -187,49 +154,22 @@ def list_jobs(
             JobStatus(status)
         except ValueError:
             raise BadRequest(f"unknown status {status!r}: use one of {', '.join(s.value for s in JobStatus)}") from None
-    query = select(Job).order_by(Job.created_at.desc()).limit(max(1, min(limit, 1000)))  # type: ignore[attr-defined]
+    job = queue_sql.JOB.c
+    query = select(queue_sql.JOB).order_by(job.created_at.desc()).limit(max(1, min(limit, 1000)))
     if status:
-        query = query.where(Job.status == status)
+        query = query.where(job.status == status)
     if runbook:
-        query = query.where(Job.runbook_name == runbook)
+        query = query.where(job.runbook_name == runbook)
     if group:
-        query = query.where(Job.group_name == group)
+        query = query.where(job.group_name == group)
     with cp.reading() as s:
-        return [view(j) for j in s.exec(query).all()]
+        return [view(JobRecord.of(r)) for r in s.execute(query).all()]
 
 
 def stop(cp: ControlPlane, job_id: str) -> dict[str, Any]:
     """New jobs stop at once; held jobs go to Stopping and the agent learns it on lease renewal."""
-    job = get(cp, job_id)
-    now = utcnow()
-    with cp.session() as s:
-        result = s.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.NEW)
-            .values(
-                status=JobStatus.STOPPED,
-                status_reason="stopped before it started",
-                ended_at=now,
-                last_status_at=now,
-            )
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.status.in_([JobStatus.ACTIVATING, JobStatus.RUNNING]))  # type: ignore[attr-defined]
-                .values(
-                    status=JobStatus.STOPPING,
-                    stop_requested=True,
-                    status_reason="stop requested",
-                    last_status_at=now,
-                )
-            )
-        s.commit()
-    job = get(cp, job_id)
-    if job.status in (JobStatus.STOPPED, JobStatus.STOPPING) and job.last_status_at == now:
-        cp.observer.on_job_status(event_of(job))
-    cp.notifier.wake(job_topic(job.id))
-    return view(job)
+    get(cp, job_id)  # a clear 400 for a malformed id
+    return view(lifecycle.stop(cp, job_id))
 
 
 def streams(
@@ -244,10 +184,10 @@ def streams(
     if stream:
         query = query.where(JobStream.stream == stream)
     with cp.reading() as s:
-        rows = s.exec(query).all()
+        rows = s.execute(query).scalars().all()
     return [{"seq": r.seq, "type": r.stream, "time": r.time.isoformat(), "text": r.text} for r in rows]
 
 
 def stream_count(cp: ControlPlane, job_id: str) -> int:
     with cp.reading() as s:
-        return s.exec(select(func.count()).select_from(JobStream).where(JobStream.job_id == job_id)).one()
+        return s.execute(select(func.count()).select_from(JobStream).where(JobStream.job_id == job_id)).scalar_one()

@@ -1,17 +1,21 @@
-"""HTTP edges every route shares: body size limit, error shapes, service header."""
+"""HTTP edges every route shares: body size limit, error shapes, store outages, service header."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from automation.errors import ControlPlaneError
+from automation import errors
+from automation.errors import RETRY_AFTER_S, STORE, ControlPlaneError, is_store_outage
 from outpost import __version__
 from outpost.contract import SERVICE_HEADER, error_detail
 
@@ -93,12 +97,42 @@ class ServiceHeader:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_header(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), self.header]
             await send(message)
 
-        await self.app(scope, receive, send_with_header)
+        try:
+            await self.app(scope, receive, send_with_header)
+        except asyncio.CancelledError:
+            # Only the server cancels a request: at shutdown, once the grace period is over (held
+            # long-polls). Answer 503 "retry" instead of letting a traceback per request reach the log.
+            if not started:
+                with contextlib.suppress(Exception):
+                    await send_with_header(_shutting_down[0])
+                    await send_with_header(_shutting_down[1])
+
+
+_shutting_down: tuple[Message, Message] = (
+    {
+        "type": "http.response.start",
+        "status": 503,
+        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close")],
+    },
+    {"type": "http.response.body", "body": json.dumps({"detail": "the server is shutting down; retry"}).encode()},
+)
+
+
+def _store_unavailable() -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"the control-plane store is unavailable right now; retry in {RETRY_AFTER_S} s"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -118,6 +152,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    # A store outage (down, disconnected, locked, pool exhausted) is 503 + Retry-After, logged once
+    # per outage by STORE; registered per class so Starlette does not re-raise them to the server's log.
+    async def _store(request: Request, exc: Exception) -> JSONResponse:
+        if not is_store_outage(exc):
+            return await _unexpected(request, exc)
+        STORE.failed(exc)
+        return _store_unavailable()
+
+    for kind in (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, *errors.DRIVER_OUTAGES):
+        app.add_exception_handler(kind, _store)
+    errors.install_outage_log_filter()
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

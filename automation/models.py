@@ -91,7 +91,23 @@ class Job(SQLModel, table=True):
     __table_args__ = (
         Index("ix_job_queue", "group_id", "status", "created_at"),
         Index("ix_job_lease", "status", "lease_expires_at"),
+        Index("ix_job_worker", "worker_id", "status"),  # a poll's "which of mine did it not get?" (0003)
     )
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """One job start per key (migration 0003): POST /jobs's `Idempotency-Key`, a webhook request, a schedule run.
+
+    ``key`` is scoped by its door ("api:KEY", "webhook:ID:KEY", "schedule:ID:TIME"); ``request_hash`` is the
+    SHA-256 of what was asked, so a reused key with a different request is told apart from a retry.
+    """
+
+    __tablename__ = "idempotency_key"
+
+    key: str = Field(primary_key=True, max_length=300)
+    request_hash: str = Field(max_length=64)
+    job_id: str = Field(max_length=36)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class JobStream(SQLModel, table=True):

@@ -1,4 +1,4 @@
-"""The job queue's hot statements, built once.
+"""The job lifecycle's statements, built once (executed only by automation/lifecycle.py).
 
 Every job goes through these (create, claim, events, lease renewal). Built per call,
 SQLAlchemy spent longer constructing each statement and computing its cache key than
@@ -8,10 +8,10 @@ They work on the tables, not through the ORM, for the same reason.
 
 from __future__ import annotations
 
-from sqlalchemy import Insert, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from automation.models import Asset, Job, JobStream, Runbook, WorkerGroup
+from automation.models import Asset, IdempotencyKey, Job, JobStream, Runbook, WorkerGroup
 from outpost.contract import JobStatus
 
 JOB = Job.__table__  # type: ignore[attr-defined]
@@ -25,6 +25,35 @@ _asset = Asset.__table__.c  # type: ignore[attr-defined]
 RUNBOOK_BY_NAME = select(_runbook).where(_runbook.name == bindparam("name"))
 GROUP_BY_NAME = select(_group.id, _group.name).where(_group.name == bindparam("name"))
 INSERT_JOB = insert(JOB).returning(*_job)  # values: a dict of every column
+JOB_BY_ID = select(_job).where(_job.id == bindparam("job_id"))
+
+# -- idempotency keys --------------------------------------------------------------------
+
+KEY = IdempotencyKey.__table__  # type: ignore[attr-defined]
+_key = KEY.c
+
+
+def _take_key(dialect_insert: type[Insert] | object) -> Insert:
+    # Insert the key, or take over an expired one; RETURNING says whether this transaction owns it.
+    # On PostgreSQL a concurrent insert of the same key waits for the first transaction to end, then
+    # finds the row (committed: not ours) or none (rolled back: ours), so two replicas start one job.
+    stmt = dialect_insert(KEY).values(  # type: ignore[operator]
+        key=bindparam("key"), request_hash=bindparam("hash"), job_id=bindparam("job_id"), created_at=bindparam("now")
+    )
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[_key.key],
+        set_={
+            "request_hash": stmt.excluded.request_hash,
+            "job_id": stmt.excluded.job_id,
+            "created_at": stmt.excluded.created_at,
+        },
+        where=_key.created_at < bindparam("cutoff"),
+    ).returning(_key.key)
+
+
+TAKE_KEY = {"postgresql": _take_key(postgresql.insert), "sqlite": _take_key(sqlite.insert)}
+KEY_BY_NAME = select(_key.request_hash, _key.job_id, _key.created_at).where(_key.key == bindparam("key"))
+PURGE_KEYS = delete(KEY).where(_key.created_at < bindparam("cutoff"))
 
 
 # -- claim -------------------------------------------------------------------------------
@@ -87,9 +116,8 @@ RENEW = (
     .returning(_job.stop_requested)
 )
 
-_JOB_BY_ID = select(_job).where(_job.id == bindparam("job_id"))
 # PostgreSQL: lock the row for the batch, so a concurrent stop request waits for it, not the reverse.
-JOB_FOR_EVENTS = {"postgresql": _JOB_BY_ID.with_for_update(), "sqlite": _JOB_BY_ID}
+JOB_FOR_EVENTS = {"postgresql": JOB_BY_ID.with_for_update(), "sqlite": JOB_BY_ID}
 
 # Every column an event batch may change, set together (unchanged ones keep the value just read).
 EVENT_COLUMNS = ("status", "started_at", "last_status_at", "ended_at", "lease_expires_at", "exit_code", "status_reason")
@@ -104,3 +132,83 @@ def _insert_streams(dialect_insert: type[Insert] | object) -> Insert:
 
 
 INSERT_STREAMS = {"postgresql": _insert_streams(postgresql.insert), "sqlite": _insert_streams(sqlite.insert)}
+
+_stream = JobStream.__table__.c  # type: ignore[attr-defined]
+# After a job ended: how many of a batch's seqs are already stored (a retried final batch: all of them).
+STORED_SEQS = (
+    select(func.count())
+    .select_from(JobStream.__table__)  # type: ignore[attr-defined]
+    .where(_stream.job_id == bindparam("job_id"), _stream.seq.in_(bindparam("seqs", expanding=True)))
+)
+
+# -- re-offer and worker loss ------------------------------------------------------------
+
+# The jobs a worker holds, narrow: a poll that lists what the agent holds compares the two.
+HELD_BY = (
+    select(
+        _job.id,
+        _job.status,
+        _job.lease_expires_at,
+        _job.retry_on_worker_loss,
+        _job.activations,
+        _job.worker_name,
+        _job.started_at,
+    )
+    .where(_job.worker_id == bindparam("holder"), _job.status.in_(HELD))
+    .order_by(_job.created_at, _job.id)
+)
+
+# A claimed job the agent never got: offered again with a fresh lease; activations unchanged.
+REOFFER = (
+    update(JOB)
+    .where(_job.id == bindparam("b_job_id"), _job.worker_id == bindparam("holder"), _job.status == JobStatus.ACTIVATING)
+    .values(lease_expires_at=bindparam("b_expires"))
+    .returning(*_job)
+)
+
+# Expired leases, narrow (the reaper's pass).
+EXPIRED = select(
+    _job.id, _job.status, _job.lease_expires_at, _job.retry_on_worker_loss, _job.activations, _job.worker_name
+).where(_job.status.in_(HELD), _job.lease_expires_at < bindparam("now"))
+
+# The worker-loss outcome, guarded by what was read: a renewal or another replica in between wins.
+_LOSS_GUARD = (
+    _job.id == bindparam("b_job_id"),
+    _job.status == bindparam("b_from"),
+    _job.lease_expires_at.is_not_distinct_from(bindparam("b_lease")),
+)
+_LOSS_END = ("status", "lease_expires_at", "ended_at", "status_reason", "last_status_at")
+# Ended (Failed, Suspended, Stopped): the lost worker stays named on the job.
+LOSE_END = update(JOB).where(*_LOSS_GUARD).values({c: bindparam(f"b_{c}") for c in _LOSS_END}).returning(*_job)
+# Re-queued: back to New, held by no one.
+LOSE_REQUEUE = (
+    update(JOB)
+    .where(*_LOSS_GUARD)
+    .values({c: bindparam(f"b_{c}") for c in (*_LOSS_END, "worker_id", "worker_name")})
+    .returning(*_job)
+)
+
+# -- stop ----------------------------------------------------------------------------------
+
+STOP_NEW = (
+    update(JOB)
+    .where(_job.id == bindparam("b_job_id"), _job.status == JobStatus.NEW)
+    .values(
+        status=JobStatus.STOPPED,
+        status_reason="stopped before it started",
+        ended_at=bindparam("b_now"),
+        last_status_at=bindparam("b_now"),
+    )
+    .returning(*_job)
+)
+STOP_HELD = (
+    update(JOB)
+    .where(_job.id == bindparam("b_job_id"), _job.status.in_([JobStatus.ACTIVATING, JobStatus.RUNNING]))
+    .values(
+        status=JobStatus.STOPPING,
+        stop_requested=True,
+        status_reason="stop requested",
+        last_status_at=bindparam("b_now"),
+    )
+    .returning(*_job)
+)

@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import update
 from sqlmodel import select
 
-from automation import jobs, runbooks
+from automation import jobs, lifecycle, runbooks
 from automation.context import ControlPlane
-from automation.errors import BadRequest, Conflict, ControlPlaneError, NotFound
+from automation.errors import STORE, BadRequest, Conflict, ControlPlaneError, NotFound, is_store_outage
 from automation.models import Schedule, WorkerGroup, utcnow
 from outpost.contract import NAME_RE, JobParam
 
@@ -227,36 +227,59 @@ def set_enabled(cp: ControlPlane, name: str, enabled: bool) -> dict[str, Any]:
 
 
 def run_due(cp: ControlPlane) -> int:
-    """Fire every due schedule once; returns how many jobs were started."""
-    now = utcnow()
-    with cp.session() as s:
+    """Fire every due schedule once; returns how many jobs were started.
+
+    Each occurrence starts its job with a key of its own ("schedule:ID:CREATED:TIME") before the
+    occurrence is claimed: replicas that both see it due start one job, and a pass cut short
+    between the start and the claim finds the same job again on the next pass.
+    """
+    try:
+        return _run_due(cp, utcnow())
+    except Exception as exc:  # an outage is reported once (STORE), not as a traceback per pass
+        if not is_store_outage(exc):
+            raise
+        STORE.failed(exc)
+        return 0
+
+
+def _run_due(cp: ControlPlane, now: datetime) -> int:
+    with cp.reading() as s:
         due = s.exec(
             select(Schedule).where(Schedule.enabled == True, Schedule.next_run_at <= now)  # noqa: E712
         ).all()
-    started = 0
-    for sch in due:
-        old = sch.next_run_at
-        new = next_after(sch, now)  # skips every missed occurrence: at most one catch-up run
-        with cp.session() as s:
-            result = s.execute(
-                update(Schedule)
-                .where(Schedule.id == sch.id, Schedule.next_run_at == old)
-                .values(next_run_at=new, last_run_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            s.commit()
-        if not result.rowcount:  # type: ignore[attr-defined]
-            continue  # another replica fired it
-        params = [JobParam(**p) for p in json.loads(sch.params_json)]
-        try:
-            job = jobs.create(cp, sch.runbook_name, sch.run_on, params)
-            values: dict[str, Any] = {"last_job_id": job["id"], "last_error": None}
-            started += 1
-            log.info("schedule %s started job %s (%s)", sch.name, job["id"], sch.runbook_name)
-        except ControlPlaneError as exc:
-            values = {"last_error": f"{now.isoformat()}: {exc.message}"}
-            log.warning("schedule %s could not start %s: %s", sch.name, sch.runbook_name, exc.message)
-        with cp.session() as s:
-            s.execute(update(Schedule).where(Schedule.id == sch.id).values(**values))
-            s.commit()
-    return started
+    return sum(fire_occurrence(cp, sch, now) for sch in due)
+
+
+def fire_occurrence(cp: ControlPlane, sch: Schedule, now: datetime) -> bool:
+    """Start the job of `sch`'s due occurrence (as read by this replica) and move it on; True if it started one."""
+    due = _aware(sch.next_run_at)
+    assert due is not None
+    new = next_after(sch, now)  # skips every missed occurrence: at most one catch-up run
+    created = _aware(sch.created_at)
+    key = f"schedule:{sch.id}:{created.timestamp() if created else 0}:{due.isoformat()}"
+    params = [JobParam(**p) for p in json.loads(sch.params_json)]
+    values: dict[str, Any] = {"next_run_at": new, "last_run_at": now}
+    try:
+        job, replayed = jobs.create(
+            cp, sch.runbook_name, sch.run_on, params, once=lifecycle.Idempotency(key=key, fingerprint=key)
+        )
+        values.update(last_job_id=job["id"], last_error=None)
+    except ControlPlaneError as exc:
+        job, replayed = None, False
+        values["last_error"] = f"{now.isoformat()}: {exc.message}"
+    with cp.session() as s:
+        result = s.execute(
+            update(Schedule)
+            .where(Schedule.id == sch.id, Schedule.next_run_at == sch.next_run_at)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        s.commit()
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False  # another replica claimed this occurrence (and started, or found, the same job)
+    if job is None:
+        log.warning("schedule %s could not start %s: %s", sch.name, sch.runbook_name, values["last_error"])
+        return False
+    if not replayed:
+        log.info("schedule %s started job %s (%s)", sch.name, job["id"], sch.runbook_name)
+    return not replayed

@@ -16,18 +16,21 @@ followed by the webhook's own parameters. Credentials a caller may send
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import select
 
-from automation import jobs, runbooks, secrets
+from automation import jobs, lifecycle, runbooks, secrets
 from automation.context import ControlPlane
-from automation.errors import BadRequest, Conflict, ControlPlaneError, NotFound
+from automation.errors import STORE, BadRequest, Conflict, ControlPlaneError, NotFound, is_store_outage
 from automation.models import Webhook, WorkerGroup, utcnow
-from outpost.contract import NAME_RE, JobParam
+from outpost.contract import IDEMPOTENCY_HEADER, NAME_RE, JobParam
 
 DEFAULT_EXPIRY = timedelta(days=365)
 MAX_EXPIRY = timedelta(days=10 * 365)
@@ -35,6 +38,8 @@ MAX_EXPIRY = timedelta(days=10 * 365)
 MAX_WEBHOOK_DATA_BYTES = jobs.MAX_PARAM_VALUE_BYTES
 _DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 NOT_FOUND = "webhook not found (wrong token, expired or disabled)"
+FIRE_ATTEMPTS = 3  # a job start that met a store blip is tried again, with the same key
+FIRE_RETRY_S = 0.25
 
 
 class PayloadTooLarge(ControlPlaneError):
@@ -176,11 +181,36 @@ def webhook_data(name: str, body: bytes, headers: list[tuple[str, str]]) -> str:
 
 
 def fire(cp: ControlPlane, token: str, body: bytes, headers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Start the webhook's runbook: one job per request, even when the store falters mid-way.
+
+    The request gets a key (the caller's `Idempotency-Key`, else a fresh one) before the first
+    attempt, and every attempt reuses it: an attempt whose commit went through but whose answer
+    was lost is found again instead of starting a second job. A caller that retries with the same
+    `Idempotency-Key` gets the same job id back.
+    """
     hook = lookup(cp, token)
     data = webhook_data(hook.name, body, headers)
     params = [JobParam(name=None, value=data), *(JobParam(**p) for p in json.loads(hook.params_json))]
-    job = jobs.create(cp, hook.runbook_name, hook.run_on, params)
-    with cp.session() as s:
-        s.execute(update(Webhook).where(Webhook.id == hook.id).values(last_used_at=utcnow()))
-        s.commit()
+    given = next((v for k, v in headers if k.lower() == IDEMPOTENCY_HEADER.lower()), None)
+    key = jobs.check_idempotency_key(given) if given is not None else uuid.uuid4().hex
+    once = lifecycle.Idempotency(
+        key=f"webhook:{hook.id}:{key}",
+        fingerprint=lifecycle.fingerprint(webhook=hook.id, body=hashlib.sha256(body).hexdigest()),
+    )
+    for attempt in range(1, FIRE_ATTEMPTS + 1):
+        try:
+            job, _ = jobs.create(cp, hook.runbook_name, hook.run_on, params, once=once)
+            break
+        except Exception as exc:
+            if attempt == FIRE_ATTEMPTS or not is_store_outage(exc):
+                raise
+            time.sleep(FIRE_RETRY_S * attempt)
+    try:
+        with cp.session() as s:
+            s.execute(update(Webhook).where(Webhook.id == hook.id).values(last_used_at=utcnow()))
+            s.commit()
+    except Exception as exc:  # the job is queued; a missed "last used" stamp must not hide its id
+        if not is_store_outage(exc):
+            raise
+        STORE.failed(exc)
     return {"JobIds": [job["id"]]}

@@ -22,7 +22,7 @@ from tenacity import (
 from tenacity import Retrying as _Retrying
 
 from outpost import __version__
-from outpost.contract import error_detail
+from outpost.contract import IDEMPOTENCY_HEADER, error_detail
 from outpost.settings import REQUEST_ATTEMPTS, REQUEST_TIMEOUT_S
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -102,8 +102,16 @@ def request(
     params: Mapping[str, Any] | None = None,
     content: bytes | None = None,
     headers: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
 ) -> httpx.Response:
-    """Send a request with the retry policy; return a 2xx response or raise ApiError."""
+    """Send a request with the retry policy; return a 2xx response or raise ApiError.
+
+    `idempotency_key` goes out as `Idempotency-Key` on the first attempt and on every retry, so
+    a retry after an answer was lost (reset, timeout) finds what the first attempt did instead of
+    doing it again. Callers make one key per user action (e.g. one `outpost job start`).
+    """
+    if idempotency_key is not None:
+        headers = {**(headers or {}), IDEMPOTENCY_HEADER: idempotency_key}
     kwargs: dict[str, Any] = {"json": json, "params": params, "content": content, "headers": headers}
     if timeout is not None:
         kwargs["timeout"] = timeout

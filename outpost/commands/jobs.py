@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from typing import Annotated, Any
 
 import httpx
@@ -31,8 +32,14 @@ FOLLOW_WAIT_S = 20.0
 
 
 def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    """Print records as they arrive: Output to stdout, Error and Warning to stderr."""
+    """Print records as they arrive: Output to stdout, Error and Warning to stderr.
+
+    Stops at the first empty page read after the job was already seen final: the last records
+    commit with the final status, and a page can be read just before that commit while its
+    job is read just after it (empty records, final job); the next page then has them.
+    """
     after = -1
+    seen_final = False
     while True:
         page = request(
             client,
@@ -53,8 +60,10 @@ def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
         sys.stdout.flush()
         sys.stderr.flush()
         job = page["job"]
-        if job["status"] in FINAL_STATUSES and not page["records"]:
-            return job
+        if job["status"] in FINAL_STATUSES:
+            if seen_final and not page["records"]:
+                return job
+            seen_final = True
 
 
 @app.command("start")
@@ -79,7 +88,8 @@ def start(
     """Start a job of a published runbook on a worker group; prints the job id."""
     body = {"runbook": runbook, "run_on": run_on, "params": parse_params(param or []), "timeout_s": timeout}
     with admin_client(url, token, ca_file) as client:
-        job = request(client, "POST", "/api/v1/jobs", json=body).json()
+        # One key per invocation, reused by every retry: a lost answer never starts a second job.
+        job = request(client, "POST", "/api/v1/jobs", json=body, idempotency_key=str(uuid.uuid4())).json()
         if not wait:
             print_json(job) if as_json else typer.echo(job["id"])
             return
