@@ -1,7 +1,9 @@
 """The `outpost` command: a thin root that mounts each part's Typer app.
 
-Sub-apps are imported here, so their modules must keep heavy imports (FastAPI,
-SQLAlchemy, DuckDB) inside functions: `outpost worker run` stays small.
+Only the command being run is imported (`outpost worker run` loads no server code), and
+`outpost --help` / `--version` import none: the root help lists each command with the
+summary in SUMMARIES (tests/packaging/test_cli_speed.py keeps it equal to the real help).
+Sub-app modules keep heavy imports (FastAPI, SQLAlchemy, DuckDB) inside functions.
 """
 
 from __future__ import annotations
@@ -34,13 +36,38 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
+# The one-line help of every command, as its module gives it; shown by `outpost --help`.
+SUMMARIES: dict[str, str] = {
+    "server": "Start the Outpost service: REST API, long-poll dispatch, telemetry.",
+    "diagnose": "Check, step by step, why this worker can or cannot reach its server "
+    "(exit 0 ok/warn, 1 fail, 2 usage).",
+    "query": "Run a KQL query on the collector's tables (Heartbeat, AzureDiagnostics, OTelSpans, ...).",
+    "collector": "Run the telemetry collector alone (heartbeats, KQL, Kusto REST, OTLP, /metrics).",
+    "worker": "Register this machine as a worker, run the agent, manage workers.",
+    "runbook": "Create, publish and inspect runbooks.",
+    "job": "Start, follow, inspect and stop jobs.",
+    "group": "List and delete worker groups.",
+    "keys": "Regenerate registration keys.",
+    "alerts": "Show built-in alerts; silence workers or groups for maintenance.",
+    "asset": "Shared assets that runbooks read with `import automationassets`: variables, credentials, "
+    "certificates, connections.",
+    "schedule": "Schedules that start runbooks (one-time or recurring, in a time zone).",
+    "webhook": "Webhooks: secret URLs that start a runbook (the URL is shown once).",
+    "token": "Create, list and revoke named API tokens (roles: reader, operator, author, admin).",
+}
+
+
+def _placeholder() -> None:
+    """Never run: main() builds the real command whenever one is named."""
+
+
 def _load(ref: str) -> object:
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-def build(only: str | None = None) -> typer.Typer:
-    """The CLI tree; with `only`, just that command, so `outpost worker run` imports no server code."""
+def build(only: str | None = None, *, lazy: bool = False) -> typer.Typer:
+    """The CLI tree; with `only`, just that command; with `lazy` (the root help), placeholders."""
     app = typer.Typer(
         name="outpost",
         help="Outpost: run automation on your own machines and see what they do.",
@@ -49,6 +76,10 @@ def build(only: str | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
+    if lazy:  # Typer lists plain commands before groups: keep that order
+        for name, _ in COMMANDS + SUBAPPS:
+            app.command(name, help=SUMMARIES[name])(_placeholder)
+        return app
     for name, ref in SUBAPPS:
         if only in (None, name):
             app.add_typer(_load(ref), name=name)  # type: ignore[arg-type]
@@ -73,4 +104,7 @@ def _root(
 def main() -> None:
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     known = {name for name, _ in SUBAPPS + COMMANDS}
-    build(first if first in known else None)()
+    if first in known:
+        build(first)()
+    else:  # `outpost`, `outpost --help`, `--version`, or an unknown command (Typer names it)
+        build(lazy=True)()

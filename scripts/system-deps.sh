@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests use for real: Prometheus + promtool, Alertmanager, tinyproxy, gpg.
+# Debian packages the tests use for real: Prometheus + promtool, Alertmanager, tinyproxy, gpg,
+# systemd-analyze (verifies the shipped units).
 # Installs what is missing when run as root; otherwise says what to install.
 set -euo pipefail
 need=()
@@ -8,6 +9,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   || need+=(prometheus-alertmanager)
 command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || [ -x /usr/sbin/tinyproxy ] || need+=(tinyproxy)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian packages: ${need[*]}"

@@ -13,7 +13,9 @@ from outpost.commands.common import (
     UrlOpt,
     admin_client,
     console,
+    done,
     fail,
+    id_path,
     print_json,
     print_table,
 )
@@ -109,8 +111,10 @@ def maintenance_list(
 
 
 @maintenance.command("remove")
-def maintenance_remove(window_id: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
+def maintenance_remove(
+    window_id: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+) -> None:
     """End a maintenance window now."""
     with admin_client(url, token, ca_file) as client:
-        request(client, "DELETE", f"/api/v1/alerts/maintenance/{window_id}")
-    console.print(f"maintenance window {window_id} removed", highlight=False)
+        request(client, "DELETE", f"/api/v1/alerts/maintenance/{id_path(window_id)}")
+    done(as_json, {"id": window_id, "removed": True}, f"maintenance window {window_id} removed")

@@ -17,7 +17,10 @@ from outpost.commands.common import (
     UrlOpt,
     admin_client,
     console,
+    done,
     fail,
+    name_path,
+    print_fields,
     print_json,
     print_table,
 )
@@ -47,7 +50,7 @@ def _read_stdin_secret(what: str) -> str:
 
 def _put(plural: str, name: str, body: dict[str, Any], url: str | None, token: str | None, ca: str | None) -> dict:
     with admin_client(url, token, ca) as client:
-        return request(client, "PUT", f"/api/v1/assets/{plural}/{name}", json=body).json()
+        return request(client, "PUT", f"/api/v1/assets/{plural}/{name_path(name, plural[:-1])}", json=body).json()
 
 
 def _done(kind: str, view: dict[str, Any], as_json: bool) -> None:
@@ -64,13 +67,11 @@ def _add_common(sub: typer.Typer, plural: str, kind: str) -> None:
     ) -> None:
         """Show one (never its secret parts)."""
         with admin_client(url, token, ca_file) as client:
-            view = request(client, "GET", f"/api/v1/assets/{plural}/{name}").json()
+            view = request(client, "GET", f"/api/v1/assets/{plural}/{name_path(name, plural[:-1])}").json()
         if as_json:
             print_json(view)
         else:
-            for key, value in view.items():
-                shown = json.dumps(value) if isinstance(value, dict | list) else value
-                console.print(f"[bold]{key:>16}[/] {'' if shown is None else shown}", highlight=False)
+            print_fields(view)
 
     @sub.command("list")
     def list_(url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False) -> None:
@@ -87,11 +88,13 @@ def _add_common(sub: typer.Typer, plural: str, kind: str) -> None:
             print_table(rows, COLUMNS[plural])
 
     @sub.command("delete")
-    def delete(name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
+    def delete(
+        name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+    ) -> None:
         """Delete one."""
         with admin_client(url, token, ca_file) as client:
-            request(client, "DELETE", f"/api/v1/assets/{plural}/{name}")
-        console.print(f"{kind} {name} deleted", highlight=False)
+            request(client, "DELETE", f"/api/v1/assets/{plural}/{name_path(name, plural[:-1])}")
+        done(as_json, {"kind": kind, "name": name, "deleted": True}, f"{kind} {name} deleted")
 
 
 variable_app = typer.Typer(help="Variables: any JSON value, plain or encrypted.", no_args_is_help=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -14,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from outpost.http import ApiError, make_client
+from outpost.names import name_problem
 from outpost.settings import ENV_CA_FILE, ENV_TOKEN, ENV_URL
 
 console = Console()
@@ -37,19 +41,87 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _refuse_non_2xx(response: httpx.Response) -> None:
+    """`request` raises on 4xx/5xx; a 3xx (a redirect nobody follows) is no success either."""
+    if 300 <= response.status_code < 400:
+        where = response.headers.get("location", "")
+        raise ApiError(
+            response.status_code, f"unexpected redirect to {where or '?'} (HTTP {response.status_code}); check --url"
+        )
+
+
+def _check_ca_file(ca_file: str | None) -> None:
+    if ca_file is None:
+        return
+    if not Path(ca_file).is_file():
+        fail(f"--ca-file {ca_file}: no such file", 2)
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, ValueError) as exc:
+        fail(f"--ca-file {ca_file} is not a PEM CA bundle ({getattr(exc, 'reason', None) or exc})", 2)
+    except OSError as exc:
+        fail(f"--ca-file {ca_file}: {exc.strerror}", 2)
+
+
 @contextmanager
 def admin_client(url: str | None, token: str | None, ca_file: str | None) -> Iterator[httpx.Client]:
     if not url:
         fail(f"no server URL: pass --url or set {ENV_URL}", 2)
     if not token:
         fail(f"no admin token: pass --token or set {ENV_TOKEN} (printed by `outpost server`)", 2)
+    _check_ca_file(ca_file)
     try:
         with make_client(url, token=token, ca_file=ca_file) as client:
+            client.event_hooks["response"].append(_refuse_non_2xx)
             yield client
     except ApiError as exc:
         fail(exc.message)
-    except OSError as exc:  # e.g. an unreadable --ca-file
-        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+
+
+def name_path(name: str, kind: str = "") -> str:
+    """`name` checked with the server's rule, escaped as one URL path segment (a `?`, `#` or `/` stays in it)."""
+    problem = name_problem(kind or "a", name)
+    if problem:
+        fail(problem.replace("invalid a name", "invalid name"), 2)
+    return quote(name, safe="")
+
+
+def id_path(value: str) -> str:
+    """An id (or id prefix) as one URL path segment."""
+    return quote(value, safe="")
+
+
+def human(value: Any) -> str:
+    """A value as people read it: never a Python list or dict."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        if set(value) <= {"name", "value"} and "value" in value:  # a job parameter
+            return str(value["value"]) if value.get("name") is None else f"{value['name']}={value['value']}"
+        return ", ".join(f"{k}={human(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(v, dict) and set(v) <= {"name", "value"} for v in value):
+            return " ".join(human(v) for v in value)
+        return ", ".join(human(v) for v in value)
+    return str(value)
+
+
+def print_fields(view: dict[str, Any], keys: Sequence[str] | None = None, width: int = 16) -> None:
+    """`key  value` lines for one object (show commands)."""
+    for key in keys or list(view):
+        console.print(f"[bold]{key:>{width}}[/] {human(view.get(key))}", highlight=False, soft_wrap=True)
+
+
+def done(as_json: bool, document: dict[str, Any], message: str) -> None:
+    """The end of a command that changes something: a JSON document, or one line for people."""
+    if as_json:
+        print_json(document)
+    else:
+        console.print(message, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
@@ -61,7 +133,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(human(row.get(c)) for c in columns))
     console.print(table)
 
 

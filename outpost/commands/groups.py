@@ -12,11 +12,13 @@ from outpost.commands.common import (
     TokenOpt,
     UrlOpt,
     admin_client,
-    console,
+    done,
     fail,
+    name_path,
     print_json,
     print_table,
 )
+from outpost.commands.dependents import ForceOpt, note, settle_dependents
 from outpost.http import request
 
 app = typer.Typer(help="List and delete worker groups.", no_args_is_help=True)
@@ -33,11 +35,19 @@ def list_(url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None,
 
 
 @app.command("delete")
-def delete(name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
-    """Delete a group that has no workers left."""
+def delete(
+    name: str,
+    force: ForceOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a group that has no workers left (refused while schedules or webhooks run on it)."""
     with admin_client(url, token, ca_file) as client:
-        request(client, "DELETE", f"/api/v1/groups/{name}")
-    console.print(f"worker group {name} deleted", highlight=False)
+        disabled = settle_dependents(client, "run_on", name, "worker group", force)
+        request(client, "DELETE", f"/api/v1/groups/{name_path(name, 'group')}")
+    done(as_json, {"name": name, "deleted": True, "disabled": disabled}, f"worker group {name} deleted{note(disabled)}")
 
 
 @app.command("set-runas")
@@ -50,15 +60,16 @@ def set_runas(
     url: UrlOpt = None,
     token: TokenOpt = None,
     ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run every job of a group as the local user named by a credential asset (agents running as root)."""
     if clear == (credential is not None):
         fail("pass either --credential NAME or --clear", 2)
     with admin_client(url, token, ca_file) as client:
-        request(client, "PUT", f"/api/v1/groups/{name}/runas", json={"credential": credential})
+        request(client, "PUT", f"/api/v1/groups/{name_path(name, 'group')}/runas", json={"credential": credential})
     message = (
         f"group {name}: jobs run as the user of credential {credential}"
         if credential
         else f"group {name}: RunAs cleared"
     )
-    console.print(message, highlight=False)
+    done(as_json, {"name": name, "run_as_credential": credential}, message)

@@ -18,52 +18,62 @@ from outpost.commands.common import (
     console,
     err_console,
     fail,
+    id_path,
+    name_path,
     parse_params,
+    print_fields,
     print_json,
     print_table,
 )
+from outpost.commands.waiting import QUEUED_NOTICE_S, QueuedNotice
 from outpost.contract import FINAL_STATUSES, JobStatus, StreamType
 from outpost.http import request
+from outpost.names import params_problem
 
 app = typer.Typer(help="Start, follow, inspect and stop jobs.", no_args_is_help=True)
 
 COLUMNS = ["id", "runbook", "run_on", "status", "worker", "created_at", "ended_at"]
-FOLLOW_WAIT_S = 20.0
 
 
-def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    """Print records as they arrive: Output to stdout, Error and Warning to stderr.
+# How a --wait shows each stream: Output on stdout as is; the others on stderr with the prefix a
+# runbook prints to produce them (agent/classify.py), so ERROR:, WARNING: and PROGRESS: read alike.
+SHOWN_PREFIX = {StreamType.ERROR: "ERROR: ", StreamType.WARNING: "WARNING: ", StreamType.PROGRESS: "PROGRESS: "}
 
-    Stops at the first empty page read after the job was already seen final: the last records
-    commit with the final status, and a page can be read just before that commit while its
-    job is read just after it (empty records, final job); the next page then has them.
+
+def _follow(client: httpx.Client, job_id: str, run_on: str, as_json: bool) -> tuple[dict[str, Any], list[str]]:
+    """Print records as they arrive; with --json, Output goes to stderr too (stdout carries one document).
+
+    Returns the final job and its Output lines. Stops at the first empty page read after the job
+    was already seen final, so no line committed with the final status is missed.
     """
     after = -1
     seen_final = False
+    output: list[str] = []
+    queued = QueuedNotice(client, run_on)
     while True:
         page = request(
             client,
             "GET",
-            f"/api/v1/jobs/{job_id}/streams",
-            params={"after": after, "wait": FOLLOW_WAIT_S},
-            timeout=FOLLOW_WAIT_S + 15,
+            f"/api/v1/jobs/{id_path(job_id)}/streams",
+            params={"after": after, "wait": QUEUED_NOTICE_S},
+            timeout=QUEUED_NOTICE_S + 15,
         ).json()
         for rec in page["records"]:
             after = rec["seq"]
             kind = rec["type"]
             if kind == StreamType.OUTPUT:
-                sys.stdout.write(rec["text"] + "\n")
-            elif kind == StreamType.ERROR:
-                sys.stderr.write(rec["text"] + "\n")
-            elif kind == StreamType.WARNING:
-                sys.stderr.write(f"WARNING: {rec['text']}\n")
+                output.append(rec["text"])
+                (sys.stderr if as_json else sys.stdout).write(rec["text"] + "\n")
+            elif kind in SHOWN_PREFIX:
+                sys.stderr.write(f"{SHOWN_PREFIX[StreamType(kind)]}{rec['text']}\n")
         sys.stdout.flush()
         sys.stderr.flush()
         job = page["job"]
         if job["status"] in FINAL_STATUSES:
             if seen_final and not page["records"]:
-                return job
+                return job, output
             seen_final = True
+        queued.tick(job)
 
 
 @app.command("start")
@@ -86,7 +96,13 @@ def start(
     as_json: JsonOpt = False,
 ) -> None:
     """Start a job of a published runbook on a worker group; prints the job id."""
-    body = {"runbook": runbook, "run_on": run_on, "params": parse_params(param or []), "timeout_s": timeout}
+    name_path(runbook, "runbook")
+    name_path(run_on, "group")
+    params = parse_params(param or [])
+    too_big = params_problem(params)
+    if too_big:
+        fail(too_big, 2)
+    body = {"runbook": runbook, "run_on": run_on, "params": params, "timeout_s": timeout}
     with admin_client(url, token, ca_file) as client:
         # One key per invocation, reused by every retry: a lost answer never starts a second job.
         job = request(client, "POST", "/api/v1/jobs", json=body, idempotency_key=str(uuid.uuid4())).json()
@@ -95,12 +111,12 @@ def start(
             return
         err_console.print(f"job {job['id']} queued on {run_on}", highlight=False)
         try:
-            final = _follow(client, job["id"])
+            final, output_lines = _follow(client, job["id"], run_on, as_json)
         except KeyboardInterrupt:
             err_console.print(f"stopped following; the job goes on: outpost job show {job['id']}")
             raise typer.Exit(130) from None
     if as_json:
-        print_json(final)
+        print_json({**final, "output": output_lines})
     if final["status"] != JobStatus.COMPLETED:
         reason = f": {final['status_reason']}" if final.get("status_reason") else ""
         fail(f"job {final['id']} ended {final['status']}{reason}")
@@ -116,27 +132,29 @@ def show(
 ) -> None:
     """Show a job: status, worker, timestamps."""
     with admin_client(url, token, ca_file) as client:
-        job = request(client, "GET", f"/api/v1/jobs/{job_id}").json()
+        job = request(client, "GET", f"/api/v1/jobs/{id_path(job_id)}").json()
     if as_json:
         print_json(job)
         return
-    for key in (
-        "id",
-        "runbook",
-        "runbook_version",
-        "run_on",
-        "status",
-        "status_reason",
-        "worker",
-        "params",
-        "timeout_s",
-        "activations",
-        "exit_code",
-        "created_at",
-        "started_at",
-        "ended_at",
-    ):
-        console.print(f"[bold]{key:>16}[/] {job.get(key) if job.get(key) is not None else ''}", highlight=False)
+    print_fields(
+        job,
+        (
+            "id",
+            "runbook",
+            "runbook_version",
+            "run_on",
+            "status",
+            "status_reason",
+            "worker",
+            "params",
+            "timeout_s",
+            "activations",
+            "exit_code",
+            "created_at",
+            "started_at",
+            "ended_at",
+        ),
+    )
 
 
 @app.command("list")
@@ -164,7 +182,7 @@ def _all_records(client: httpx.Client, job_id: str, stream: str | None) -> list[
         params: dict[str, Any] = {"after": after, "limit": 10000}
         if stream:
             params["stream"] = stream
-        page = request(client, "GET", f"/api/v1/jobs/{job_id}/streams", params=params).json()["records"]
+        page = request(client, "GET", f"/api/v1/jobs/{id_path(job_id)}/streams", params=params).json()["records"]
         if not page:
             return records
         records.extend(page)
@@ -217,5 +235,5 @@ def stop(
 ) -> None:
     """Stop a job: queued jobs stop at once, running ones get SIGTERM then SIGKILL."""
     with admin_client(url, token, ca_file) as client:
-        job = request(client, "POST", f"/api/v1/jobs/{job_id}/stop").json()
+        job = request(client, "POST", f"/api/v1/jobs/{id_path(job_id)}/stop").json()
     print_json(job) if as_json else console.print(f"job {job_id}: {job['status']}", highlight=False)

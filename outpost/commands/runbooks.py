@@ -14,10 +14,13 @@ from outpost.commands.common import (
     UrlOpt,
     admin_client,
     console,
+    done,
     fail,
+    name_path,
     print_json,
     print_table,
 )
+from outpost.commands.dependents import ForceOpt, note, settle_dependents
 from outpost.contract import RunbookType
 from outpost.http import request
 
@@ -59,9 +62,9 @@ def _save_draft(
         "retry_on_worker_loss": retry,
     }
     with admin_client(url, token, ca_file) as client:
-        view = request(client, "PUT", f"/api/v1/runbooks/{name}/draft", json=body).json()
+        view = request(client, "PUT", f"/api/v1/runbooks/{name_path(name, 'runbook')}/draft", json=body).json()
         if publish:
-            view = request(client, "POST", f"/api/v1/runbooks/{name}/publish").json()
+            view = request(client, "POST", f"/api/v1/runbooks/{name_path(name, 'runbook')}/publish").json()
     if as_json:
         print_json(view)
     else:
@@ -135,7 +138,7 @@ def publish(
 ) -> None:
     """Publish the draft: new jobs run this version."""
     with admin_client(url, token, ca_file) as client:
-        view = request(client, "POST", f"/api/v1/runbooks/{name}/publish").json()
+        view = request(client, "POST", f"/api/v1/runbooks/{name_path(name, 'runbook')}/publish").json()
     if as_json:
         print_json(view)
     else:
@@ -156,7 +159,7 @@ def show(
 ) -> None:
     """Show a runbook and its content."""
     with admin_client(url, token, ca_file) as client:
-        view = request(client, "GET", f"/api/v1/runbooks/{name}").json()
+        view = request(client, "GET", f"/api/v1/runbooks/{name_path(name, 'runbook')}").json()
     text = view["draft_content"] if draft else view["published_content"]
     if as_json:
         print_json(view)
@@ -180,8 +183,16 @@ def list_(url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None,
 
 
 @app.command("delete")
-def delete(name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
-    """Delete a runbook (its jobs' history stays)."""
+def delete(
+    name: str,
+    force: ForceOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a runbook (its jobs' history stays; refused while schedules or webhooks start it)."""
     with admin_client(url, token, ca_file) as client:
-        request(client, "DELETE", f"/api/v1/runbooks/{name}")
-    console.print(f"runbook {name} deleted", highlight=False)
+        disabled = settle_dependents(client, "runbook", name, "runbook", force)
+        request(client, "DELETE", f"/api/v1/runbooks/{name_path(name, 'runbook')}")
+    done(as_json, {"name": name, "deleted": True, "disabled": disabled}, f"runbook {name} deleted{note(disabled)}")

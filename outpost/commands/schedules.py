@@ -13,8 +13,11 @@ from outpost.commands.common import (
     UrlOpt,
     admin_client,
     console,
+    done,
     fail,
+    name_path,
     parse_params,
+    print_fields,
     print_json,
     print_table,
 )
@@ -82,7 +85,7 @@ def create(
         "enabled": not disabled,
     }
     with admin_client(url, token, ca_file) as client:
-        view = request(client, "POST", f"/api/v1/schedules/{name}", json=body).json()
+        view = request(client, "POST", f"/api/v1/schedules/{name_path(name, 'schedule')}", json=body).json()
     if as_json:
         print_json(view)
     else:
@@ -103,35 +106,42 @@ def show(
 ) -> None:
     """Show a schedule."""
     with admin_client(url, token, ca_file) as client:
-        view = request(client, "GET", f"/api/v1/schedules/{name}").json()
+        view = request(client, "GET", f"/api/v1/schedules/{name_path(name, 'schedule')}").json()
     if as_json:
         print_json(view)
     else:
-        for key, value in view.items():
-            console.print(f"[bold]{key:>12}[/] {'' if value is None else value}", highlight=False)
+        print_fields(view, width=12)
 
 
-def _toggle(name: str, enabled: bool, url: str | None, token: str | None, ca_file: str | None) -> None:
+def _toggle(name: str, enabled: bool, url: str | None, token: str | None, ca_file: str | None, as_json: bool) -> None:
     with admin_client(url, token, ca_file) as client:
-        request(client, "PATCH", f"/api/v1/schedules/{name}", json={"enabled": enabled})
-    console.print(f"schedule {name} {'enabled' if enabled else 'disabled'}", highlight=False)
+        path = f"/api/v1/schedules/{name_path(name, 'schedule')}"
+        response = request(client, "PATCH", path, json={"enabled": enabled})
+    view = response.json() if response.content else {"name": name, "enabled": enabled}
+    done(as_json, view, f"schedule {name} {'enabled' if enabled else 'disabled'}")
 
 
 @app.command("enable")
-def enable(name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
+def enable(
+    name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+) -> None:
     """Enable a schedule (its next run is the next occurrence from now)."""
-    _toggle(name, True, url, token, ca_file)
+    _toggle(name, True, url, token, ca_file, as_json)
 
 
 @app.command("disable")
-def disable(name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
+def disable(
+    name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+) -> None:
     """Disable a schedule."""
-    _toggle(name, False, url, token, ca_file)
+    _toggle(name, False, url, token, ca_file, as_json)
 
 
 @app.command("delete")
-def delete(name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
+def delete(
+    name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+) -> None:
     """Delete a schedule (jobs it started are kept)."""
     with admin_client(url, token, ca_file) as client:
-        request(client, "DELETE", f"/api/v1/schedules/{name}")
-    console.print(f"schedule {name} deleted", highlight=False)
+        request(client, "DELETE", f"/api/v1/schedules/{name_path(name, 'schedule')}")
+    done(as_json, {"name": name, "deleted": True}, f"schedule {name} deleted")

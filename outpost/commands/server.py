@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands import startup
 from outpost.commands.common import console, fail
 from outpost.settings import DEFAULT_HOST, DEFAULT_PORT, ENV_DATA_DIR, ENV_DATABASE_URL, LEASE_SECONDS
 from telemetry.cli_options import DEFAULT_MEMORY, DEFAULT_THREADS, QueryMemoryOpt, QueryThreadsOpt
@@ -21,7 +22,7 @@ def _shipped_rules() -> list[Path]:
 
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option(envvar=startup.ENV_PORT, help="Port to listen on.")] = DEFAULT_PORT,
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", envvar=ENV_DATA_DIR, help="Where the embedded stores and credentials live."),
@@ -119,6 +120,11 @@ def server(
     for path in (tls_cert, tls_key):
         if path is not None and not path.is_file():
             fail(f"{path} does not exist or is not a file", 2)
+    # Everything that can refuse the start does so before a store is opened or a credential printed.
+    lock = startup.lock_data_dir(data_dir)  # noqa: F841 (held until the process exits)
+    if tls_cert is not None and tls_key is not None:
+        startup.check_tls(tls_cert, tls_key)
+    sock = startup.bind(host, port)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scheme = "https" if tls_cert else "http"
     url = public_url or f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -192,54 +198,67 @@ def server(
             maintenance_file=data_dir / "alert-maintenance.json",
             generator_url=url,
         )
-    cp.observer = collector.observer
-
-    def routers(roles, require_worker):  # type: ignore[no-untyped-def]
-        # Queries, Kusto REST and alerts are readers' business; silencing alerts is an operator's.
-        read, change = roles[Role.READER], roles[Role.OPERATOR]
-        telemetry = build_router(
-            collector,
-            require_admin=read,
-            require_worker=require_worker,
-            allow_anonymous_query=query_anonymous,
-            on_heartbeat=on_heartbeat,
-            queries=evaluator is not None,
-        )
-        if evaluator is None:  # a replica: queries and alerts are the collector's
-            query_auth = query_dependency(read, query_anonymous)
-            return [
-                telemetry,
-                build_proxy_router(proxy, query_auth=query_auth, require_read=read, require_change=change),
-            ]
-        return [telemetry, build_alerting_router(evaluator, read, change)]
-
-    tracer_provider = server_tracer_provider(collector)
-    tracing.use(tracer_provider)
-    stops = [evaluator.stop] if evaluator is not None else []
-    app = create_app(cp, extra_routers=routers, on_shutdown=[*stops, tracer_provider.shutdown, collector.close])
-    collector.start()
-    if evaluator is not None:
-        evaluator.start()
-
-    console.print(f"Outpost server listening on {url}", highlight=False)
-    console.print(f"url: {url}", highlight=False)
-    unknown = "(set by the replica that created this database; see its credentials.json)"
-    console.print(f"admin token: {creds.admin_token or unknown}", highlight=False)
-    console.print(f"registration key: {creds.registration_key_primary or unknown}", highlight=False)
-    console.print(f"secondary registration key: {creds.registration_key_secondary or unknown}", highlight=False)
-    console.print(f"credentials kept in {data_dir / secrets.CREDENTIALS_FILE} (mode 0600)", highlight=False)
-    console.file.flush()
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_level=log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=1,  # long-polls are retried by agents; do not hold a restart for them
-    )
     try:
-        uvicorn.Server(config).run()
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc}")
+        cp.observer = collector.observer
+
+        def routers(roles, require_worker):  # type: ignore[no-untyped-def]
+            # Queries, Kusto REST and alerts are readers' business; silencing alerts is an operator's.
+            read, change = roles[Role.READER], roles[Role.OPERATOR]
+            telemetry = build_router(
+                collector,
+                require_admin=read,
+                require_worker=require_worker,
+                allow_anonymous_query=query_anonymous,
+                on_heartbeat=on_heartbeat,
+                queries=evaluator is not None,
+            )
+            if evaluator is None:  # a replica: queries and alerts are the collector's
+                query_auth = query_dependency(read, query_anonymous)
+                return [
+                    telemetry,
+                    build_proxy_router(proxy, query_auth=query_auth, require_read=read, require_change=change),
+                ]
+            return [telemetry, build_alerting_router(evaluator, read, change)]
+
+        tracer_provider = server_tracer_provider(collector)
+        tracing.use(tracer_provider)
+        stops = [evaluator.stop] if evaluator is not None else []
+        app = create_app(cp, extra_routers=routers, on_shutdown=[*stops, tracer_provider.shutdown, collector.close])
+        collector.start()
+        if evaluator is not None:
+            evaluator.start()
+
+        console.print(f"Outpost server listening on {url}", highlight=False, soft_wrap=True)
+        console.print(f"url: {url}", highlight=False, soft_wrap=True)
+        unknown = "(set by the replica that created this database; see its credentials.json)"
+        console.print(f"admin token: {creds.admin_token or unknown}", highlight=False, soft_wrap=True)
+        console.print(f"registration key: {creds.registration_key_primary or unknown}", highlight=False, soft_wrap=True)
+        console.print(
+            f"secondary registration key: {creds.registration_key_secondary or unknown}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if creds.admin_token:  # a replica joining an existing database never writes the file
+            console.print(
+                f"credentials kept in {data_dir / secrets.CREDENTIALS_FILE} (mode 0600)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        console.file.flush()
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+            log_level=log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=1,  # long-polls are retried by agents; do not hold a restart for them
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        # Every exit path closes DuckDB: an open connection at interpreter exit prints nanobind leak warnings.
+        if evaluator is not None:
+            evaluator.stop()
+        collector.close()
+        sock.close()

@@ -18,8 +18,9 @@ from outpost.commands.common import (
 )
 from outpost.http import request
 
-app = typer.Typer(help="Create, list and revoke named API tokens (roles: reader, operator, author, admin).")
-app.info.no_args_is_help = True
+app = typer.Typer(
+    help="Create, list and revoke named API tokens (roles: reader, operator, author, admin).", no_args_is_help=True
+)
 
 
 @app.command("create")

@@ -12,10 +12,12 @@ from outpost.commands.common import (
     TokenOpt,
     UrlOpt,
     admin_client,
-    console,
+    done,
     err_console,
     fail,
+    name_path,
     parse_params,
+    print_fields,
     print_json,
     print_table,
 )
@@ -57,7 +59,7 @@ def create(
         "expires_in_s": _duration(expires_in) if expires_in else None,
     }
     with admin_client(url, token, ca_file) as client:
-        view = request(client, "POST", f"/api/v1/webhooks/{name}", json=body).json()
+        view = request(client, "POST", f"/api/v1/webhooks/{name_path(name, 'webhook')}", json=body).json()
     if as_json:
         print_json(view)
         return
@@ -81,17 +83,42 @@ def show(
 ) -> None:
     """Show a webhook (not its URL)."""
     with admin_client(url, token, ca_file) as client:
-        view = request(client, "GET", f"/api/v1/webhooks/{name}").json()
+        view = request(client, "GET", f"/api/v1/webhooks/{name_path(name, 'webhook')}").json()
     if as_json:
         print_json(view)
     else:
-        for key, value in view.items():
-            console.print(f"[bold]{key:>12}[/] {'' if value is None else value}", highlight=False)
+        print_fields(view, width=12)
 
 
 @app.command("delete")
-def delete(name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None) -> None:
+def delete(
+    name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+) -> None:
     """Delete a webhook; its URL stops working at once."""
     with admin_client(url, token, ca_file) as client:
-        request(client, "DELETE", f"/api/v1/webhooks/{name}")
-    console.print(f"webhook {name} deleted", highlight=False)
+        request(client, "DELETE", f"/api/v1/webhooks/{name_path(name, 'webhook')}")
+    done(as_json, {"name": name, "deleted": True}, f"webhook {name} deleted")
+
+
+def _toggle(name: str, enabled: bool, url: str | None, token: str | None, ca_file: str | None, as_json: bool) -> None:
+    with admin_client(url, token, ca_file) as client:
+        path = f"/api/v1/webhooks/{name_path(name, 'webhook')}"
+        response = request(client, "PATCH", path, json={"enabled": enabled})
+    view = response.json() if response.content else {"name": name, "enabled": enabled}
+    done(as_json, view, f"webhook {name} {'enabled' if enabled else 'disabled'}")
+
+
+@app.command("enable")
+def enable(
+    name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Enable a webhook: its URL starts jobs again."""
+    _toggle(name, True, url, token, ca_file, as_json)
+
+
+@app.command("disable")
+def disable(
+    name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Disable a webhook: its URL is refused until enabled again."""
+    _toggle(name, False, url, token, ca_file, as_json)

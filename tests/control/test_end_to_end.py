@@ -112,6 +112,7 @@ def test_cli_quickstart_wait_prints_output(server, make_agent, tmp_path):
     assert set(streams[0]) == {"type", "time", "text"}
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_200_jobs_three_agents_exactly_once(backend, make_server, make_agent, request):
     kwargs = {}

@@ -6,6 +6,8 @@ import signal
 import time
 import uuid
 
+import pytest
+
 from tests.helpers.api import outputs, publish, start_job, wait_job
 from tests.helpers.procs import wait_until
 
@@ -136,6 +138,7 @@ def test_timeout_fails_the_job(server, make_agent):
     assert job["status_reason"] == "timed out after 1.5 s"
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 def test_hundred_thousand_lines_arrive_in_order(server, make_agent):
     make_agent(server)
     with server.client() as c:

@@ -6,12 +6,14 @@ import datetime as dt
 import time
 
 import httpx
+import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
 from tests.helpers.pki import make_ca_and_cert
 from tests.helpers.procs import cli
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 def test_two_servers_on_one_postgres_exactly_once(make_server, make_agent, pg_url):
     a = make_server("a", database_url=pg_url)
     b = make_server("b", database_url=pg_url)
@@ -30,6 +32,7 @@ def test_two_servers_on_one_postgres_exactly_once(make_server, make_agent, pg_ur
     assert served <= {x.name for x in agents} and len(served) >= 3
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 def test_waiting_worker_wakes_on_new_job_not_at_next_poll(make_server, make_agent, pg_url):
     """Agents hold 25 s polls; a job created on the *other* replica still starts at once (NOTIFY)."""
     a = make_server("a", database_url=pg_url)

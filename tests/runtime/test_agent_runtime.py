@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -115,16 +116,27 @@ def start_and_wait(c, runbook: str, group: str) -> str:
 
 
 def test_runas_without_root_is_a_clear_failure(local_user):
-    """The agent's check, run as an unprivileged user (the agent itself can't run from root's venv)."""
+    """The agent's check, run as an unprivileged user (the agent itself can't run from root's venv).
+
+    The checkout may be unreadable to that user (a clone in a 0700 `mktemp -d`, or under /root),
+    so the module under test (stdlib only) is copied into a world-readable directory first.
+    """
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from agent.runtime import resolve_run_as, RuntimeRefusal\n"
         "try:\n    resolve_run_as('someone', 'svc', 'w1')\nexcept RuntimeRefusal as e:\n    print(e)"
     )
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    result = subprocess.run(
-        [python, "-c", code, str(REPO)], capture_output=True, text=True, user=local_user, cwd="/tmp", timeout=30
-    )
+    with tempfile.TemporaryDirectory(prefix="outpost-runas-") as readable:
+        os.chmod(readable, 0o755)
+        package = Path(readable) / "agent"
+        package.mkdir(mode=0o755)
+        for name in ("__init__.py", "runtime.py"):
+            shutil.copyfile(REPO / "agent" / name, package / name)
+            os.chmod(package / name, 0o644)
+        result = subprocess.run(
+            [python, "-c", code, readable], capture_output=True, text=True, user=local_user, cwd="/tmp", timeout=30
+        )
     assert result.stdout.strip() == (
         "RunAs user 'someone' (RunAs credential 'svc') needs the agent on w1 to run as root; "
         "it runs as an unprivileged user, so it cannot switch users"

@@ -10,6 +10,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -95,6 +96,7 @@ def _ok(result):
     return result
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 def test_every_asset_kind_round_trips_through_a_python_runbook(server, make_agent, tmp_path):
     agent = make_agent(server)
     env = server.env()
@@ -282,6 +284,7 @@ def test_asset_bad_input_and_cli_errors(server):
         assert r.status_code == 400
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 def test_master_key_from_env_and_a_wrong_key_is_named(make_server, make_agent, monkeypatch):
     from cryptography.fernet import Fernet
 

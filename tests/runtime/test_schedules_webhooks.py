@@ -114,6 +114,7 @@ def test_schedule_fires_on_time_in_its_time_zone(server, make_agent):
         assert cli("schedule", "show", "every-minute", env=env).returncode == 1
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 def test_missed_runs_are_not_replayed_in_a_burst(make_server, make_agent):
     server = make_server()
     make_agent(server)
@@ -149,6 +150,7 @@ def test_missed_runs_are_not_replayed_in_a_burst(make_server, make_agent):
         assert _ts(view["next_run_at"]) - datetime.now(UTC) <= timedelta(minutes=1)
 
 
+@pytest.mark.slow  # > 20 s: end to end with real processes
 @pytest.mark.postgres
 def test_a_due_schedule_fires_once_across_replicas(make_server, make_agent, pg_url):
     servers = [make_server(f"replica{i}", database_url=pg_url) for i in range(3)]
