@@ -42,7 +42,7 @@ SUMMARIES: dict[str, str] = {
     "diagnose": "Check, step by step, why this worker can or cannot reach its server "
     "(exit 0 ok/warn, 1 fail, 2 usage).",
     "query": "Run a KQL query on the collector's tables (Heartbeat, AzureDiagnostics, OTelSpans, ...).",
-    "collector": "Run the telemetry collector alone (heartbeats, KQL, Kusto REST, OTLP, /metrics).",
+    "collector": "Run the telemetry collector: what the replicas forward, KQL / Kusto, OTLP, /metrics, KQL alerts.",
     "worker": "Register this machine as a worker, run the agent, manage workers.",
     "runbook": "Create, publish and inspect runbooks.",
     "job": "Start, follow, inspect and stop jobs.",
