@@ -19,10 +19,11 @@ from typing import Any
 
 import httpx
 
-from agent import observe
+from agent import leftovers, observe
 from agent.assets_proxy import AssetsProxy
 from agent.classify import classify_stdout, decode_line, split_long
 from agent.events import EventPoster, EventShipper
+from agent.leftovers import JobRecord
 from agent.observe import JobMetrics
 from agent.runtime import (
     RunAsUser,
@@ -33,6 +34,7 @@ from agent.runtime import (
     unwrap_clearsigned,
     verify_clearsigned,
 )
+from agent.watchdog import Watchdog, die_with_parent
 from outpost.contract import AGENT_LEASE, JobAssignment, JobStatus, RunbookType, StreamType
 from outpost.http import ApiError, request
 
@@ -57,6 +59,7 @@ class RunOptions:
     assets: AssetsProxy | None = None  # the runbook's automationassets endpoint
     tracer: Any = None  # OpenTelemetry tracer for `job run` spans (None: no-op)
     job_metrics: JobMetrics | None = None
+    watchdog: Watchdog | None = None  # kills the runbooks if the agent dies
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -94,6 +97,7 @@ class JobRun:
         self._done = threading.Event()
         self._kill_lock = threading.Lock()
         self._workdir: Path | None = None
+        self._exited = False  # the runbook has ended (or never started): a lease 409 now is no news
 
     # -- lease -----------------------------------------------------------------
     def _keep_lease(self) -> None:
@@ -103,6 +107,8 @@ class JobRun:
                 answer = request(self.client, "POST", path).json()
             except ApiError as exc:
                 if exc.status == 409:
+                    if self._exited:  # the job is ending (its final status may just have landed): nothing to kill
+                        return
                     log.warning("job %s: lease lost (%s); killing the runbook", self.job.job_id, exc.message)
                     self._lease_lost.set()
                     self.stop("lease lost", JobStatus.FAILED, grace=0)
@@ -216,10 +222,12 @@ class JobRun:
             log.exception("job %s: agent error", self.job.job_id)
             status, reason, code = JobStatus.FAILED, f"agent error on {self.opts.worker_name}: {exc}", None
         finally:
+            self._exited = True
             if self.opts.assets and assets_token:
                 self.opts.assets.close(assets_token)
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
+            leftovers.remove_record(self.opts.work_root, self.job.job_id)
         if self.opts.job_metrics is not None:
             self.opts.job_metrics.record(self.job, status, time.monotonic() - started)
         if not self._lease_lost.is_set():
@@ -246,13 +254,29 @@ class JobRun:
         return content, user, python
 
     def _make_workdir(self, user: RunAsUser | None) -> Path:
+        self.opts.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         if user is None:
             workdir = self.opts.work_root / self.job.job_id
-            workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # A directory left by a crashed run of this same job (re-queued after worker loss) is stale:
+            # start from an empty one.
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(mode=0o700)
         else:  # the agent's state directory is root-only: a RunAs job works in a private temp dir of its own
-            workdir = Path(tempfile.mkdtemp(prefix=f"outpost-job-{self.job.job_id[:8]}-"))
+            workdir = Path(tempfile.mkdtemp(prefix=f"{leftovers.TEMP_PREFIX}{self.job.job_id[:8]}-"))
         self._workdir = workdir
         return workdir
+
+    def _guard(self, proc: subprocess.Popen[bytes], workdir: Path) -> None:
+        """Make the runbook findable and killable should this agent die (agent/watchdog.py, leftovers.py)."""
+        if self.opts.watchdog is not None:
+            self.opts.watchdog.watch(proc.pid)  # start_new_session: its process group id is its pid
+        record = JobRecord(
+            self.job.job_id, self.job.activation, proc.pid, proc.pid, leftovers.start_ticks(proc.pid), str(workdir)
+        )
+        try:
+            leftovers.write_record(self.opts.work_root, record)
+        except OSError as exc:  # a full disk must not fail a job that is already running
+            log.warning("job %s: cannot write its process record: %s", self.job.job_id, exc)
 
     def _execute(self, assets_token: str | None) -> tuple[JobStatus, str | None, int | None]:
         try:
@@ -296,15 +320,22 @@ class JobRun:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - one prctl call, no locks taken
                 **switch,  # type: ignore[arg-type]
             )
         except OSError as exc:
             return JobStatus.FAILED, f"could not start the runbook on {self.opts.worker_name}: {exc}", None
+        self._guard(self._proc, workdir)
         self.events.started()
         if self._stop_reason is not None:  # a stop arrived while starting
             self._terminate(self._proc, 0)
         timeout = self.job.timeout_s
-        code = self._supervise(self._proc, None if timeout is None else time.monotonic() + timeout)
+        try:
+            code = self._supervise(self._proc, None if timeout is None else time.monotonic() + timeout)
+        finally:
+            self._exited = True
+            if self.opts.watchdog is not None:
+                self.opts.watchdog.unwatch(self._proc.pid)
         if self._stop_reason is not None:
             return self._stop_status, self._stop_reason, code
         if code == 0:
