@@ -311,7 +311,7 @@ class JobRun:
                 os.chown(path, user.uid, user.gid)
             switch = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
         try:
-            argv = command_for(self.job, script, python or self.opts.python)
+            argv = die_with_parent(command_for(self.job, script, python or self.opts.python))
             self._proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
@@ -320,7 +320,6 @@ class JobRun:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=die_with_parent(),  # noqa: PLW1509 - one prctl call, no locks taken
                 **switch,  # type: ignore[arg-type]
             )
         except OSError as exc:
