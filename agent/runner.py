@@ -31,6 +31,7 @@ from agent.runtime import (
     check_python3,
     python_for,
     resolve_run_as,
+    runbook_environment,
     unwrap_clearsigned,
     verify_clearsigned,
 )
@@ -41,8 +42,6 @@ from outpost.http import ApiError, request
 log = logging.getLogger("outpost.agent")
 
 SUFFIX = {RunbookType.PYTHON3: ".py", RunbookType.BASH: ".sh", RunbookType.PWSH: ".ps1"}
-# Never hand the agent's own secrets to a runbook.
-_SCRUB_ENV = ("OUTPOST_TOKEN", "OUTPOST_MASTER_KEY")
 SDK_FILE = Path(__file__).parent / "sdk" / "automationassets.py"
 MAX_PARTIAL_LINE = 1 << 20  # bytes of a line without its newline held before they go out as records
 
@@ -290,7 +289,7 @@ class JobRun:
         sdk = workdir / ".automation"
         sdk.mkdir(mode=0o700)
         shutil.copyfile(SDK_FILE, sdk / SDK_FILE.name)
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
+        env = runbook_environment()  # never the agent's secrets (OUTPOST_*) or its virtualenv
         env.update(
             AUTOMATION_JOB_ID=self.job.job_id,
             AUTOMATION_RUNBOOK_NAME=self.job.runbook,

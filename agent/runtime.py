@@ -189,6 +189,25 @@ def resolve_run_as(name: str, credential: str | None, worker: str) -> RunAsUser:
     return RunAsUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
 
 
+# -- the runbook's environment ---------------------------------------------------------------
+
+# Inherited from the agent, never handed on: the agent's own configuration and secrets
+# (OUTPOST_REGISTRATION_KEY, OUTPOST_TOKEN, OUTPOST_STATE_DIR, ...) and its virtualenv.
+_AGENT_ONLY_PREFIX = "OUTPOST_"
+_AGENT_ONLY = frozenset({"VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT", "PYTHONHOME"})
+
+
+def runbook_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The agent's environment minus what is the agent's alone; its venv is taken off PATH."""
+    source = dict(os.environ if environ is None else environ)
+    venvs = {p for p in (source.get("VIRTUAL_ENV"), sys.prefix if sys.prefix != sys.base_prefix else None) if p}
+    env = {k: v for k, v in source.items() if not k.startswith(_AGENT_ONLY_PREFIX) and k not in _AGENT_ONLY}
+    if "PATH" in env and venvs:
+        bins = {os.path.realpath(os.path.join(v, "bin")) for v in venvs}
+        env["PATH"] = os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if d and os.path.realpath(d) not in bins)
+    return env
+
+
 def resolve_python3() -> str:
     """The real interpreter behind `python3` on PATH, found once at agent start.
 
