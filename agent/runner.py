@@ -101,6 +101,7 @@ class JobRun:
     # -- lease -----------------------------------------------------------------
     def _keep_lease(self) -> None:
         path = AGENT_LEASE.format(job_id=self.job.job_id)
+        failing = False
         while not self._done.wait(self.opts.lease_renew_s):
             try:
                 answer = request(self.client, "POST", path).json()
@@ -112,8 +113,16 @@ class JobRun:
                     self._lease_lost.set()
                     self.stop("lease lost", JobStatus.FAILED, grace=0)
                     return
-                log.warning("job %s: lease renewal failed: %s", self.job.job_id, exc.message)
+                # Once per streak: an outage must not log a line per job per renewal.
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "job %s: lease renewal failed: %s",
+                    self.job.job_id,
+                    exc.message,
+                )
+                failing = True
                 continue
+            failing = False
             if "stop" in answer.get("actions", []):
                 self.stop("stopped by request", JobStatus.STOPPED)
 
