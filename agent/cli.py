@@ -245,6 +245,14 @@ def run(
             "*.asc/*.gpg files; default: <state-dir>/trusted-keys when present).",
         ),
     ] = None,
+    runbook_user: Annotated[
+        str | None,
+        typer.Option(
+            "--runbook-user",
+            help="Run jobs without RunAs as this unprivileged user (agent as root only; default: "
+            "outpost-runbook when that user exists; the agent's own user name: no switch).",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info (lifecycle events: the default), warning or error.")
     ] = "info",
@@ -277,6 +285,7 @@ def run(
                 otlp_endpoint=otlp_endpoint,
                 metrics_interval_s=metrics_interval,
                 trusted_keys=trusted_keys,
+                runbook_user=runbook_user,
             ),
         )
     except (StateError, OSError) as exc:

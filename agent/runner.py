@@ -59,6 +59,7 @@ class RunOptions:
     tracer: Any = None  # OpenTelemetry tracer for `job run` spans (None: no-op)
     job_metrics: JobMetrics | None = None
     watchdog: Watchdog | None = None  # kills the runbooks if the agent dies
+    runbook_user: RunAsUser | None = None  # jobs without RunAs run as this user (see agent/runtime.py)
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -255,7 +256,7 @@ class JobRun:
             content = unwrap_clearsigned(content)
         if self.job.runbook_type == RunbookType.PYTHON3:
             check_python3(content, self.job.runbook)
-        user = None
+        user = self.opts.runbook_user  # a root agent's default unprivileged user (None: the agent's own)
         if self.job.run_as:
             user = resolve_run_as(self.job.run_as, self.job.run_as_credential, self.opts.worker_name)
         python = python_for(user, self.opts.python) if self.job.runbook_type == RunbookType.PYTHON3 else None

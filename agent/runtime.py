@@ -208,6 +208,35 @@ def runbook_environment(environ: dict[str, str] | None = None) -> dict[str, str]
     return env
 
 
+DEFAULT_RUNBOOK_USER = "outpost-runbook"
+
+
+def default_runbook_user(requested: str | None, worker: str) -> RunAsUser | None:
+    """Who runs a job that has no RunAs: None for the agent's own user.
+
+    A root agent's runbooks could read the worker credential (and everything else), so a
+    root agent runs them as `requested`, or as the `outpost-runbook` user when it exists
+    (create it at install time: `useradd --system --no-create-home outpost-runbook`).
+    `requested` equal to the agent's own user name keeps the old behaviour. Raises
+    RuntimeRefusal for a requested user that cannot be used.
+    """
+    own = pwd.getpwuid(os.geteuid()).pw_name
+    if requested is not None and requested in ("", own):
+        return None
+    if requested is None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(DEFAULT_RUNBOOK_USER)
+        except KeyError:
+            return None
+        requested = DEFAULT_RUNBOOK_USER
+    user = resolve_run_as(requested, None, worker)
+    if user.uid == 0:
+        return None
+    return user
+
+
 def resolve_python3() -> str:
     """The real interpreter behind `python3` on PATH, found once at agent start.
 

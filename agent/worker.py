@@ -22,7 +22,7 @@ from agent.events import EventPoster
 from agent.failover import FailoverClient
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
-from agent.runtime import resolve_python3
+from agent.runtime import DEFAULT_RUNBOOK_USER, RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
 from agent.watchdog import Watchdog
@@ -66,6 +66,7 @@ class AgentOptions:
     otel: bool = True  # export job spans and metrics over OTLP
     otlp_endpoint: str | None = None  # None: the server this worker is registered to
     metrics_interval_s: float = 60.0
+    runbook_user: str | None = None  # None: `outpost-runbook` if it exists and the agent is root
 
 
 TRUSTED_KEYS_IN_STATE = "trusted-keys"  # <state-dir>/trusted-keys (file or directory) when no option is given
@@ -99,6 +100,7 @@ class Agent:
             assets=AssetsProxy(self.client),
             events=EventPoster(self.client),
             watchdog=self.watchdog,
+            runbook_user=self._runbook_user(options),
         )
         self._tracer_provider, self._meter_provider = self._otel(options)
         if self._tracer_provider is not None:
@@ -121,6 +123,12 @@ class Agent:
             agent_meter_provider(endpoint, interval_s=options.metrics_interval_s, **common),
         )
 
+    def _runbook_user(self, options: AgentOptions) -> RunAsUser | None:
+        try:
+            return default_runbook_user(options.runbook_user, self.registration.name)
+        except RuntimeRefusal as exc:
+            raise OSError(f"--runbook-user: {exc}") from None
+
     @staticmethod
     def _trusted_keys(state: AgentState, options: AgentOptions) -> Path | None:
         if options.trusted_keys is not None:
@@ -142,6 +150,25 @@ class Agent:
                 self.state.update_status(pid=os.getpid(), **fields)
             except OSError as exc:  # a full disk must not stop the agent from working
                 log.warning("cannot update %s: %s", self.state.status_path, exc)
+
+    def _announce_runbook_user(self) -> None:
+        """Say who runs jobs without RunAs, in the log and status.json (`diagnose` reads it)."""
+        user = self.run_options.runbook_user
+        if user is not None:
+            log.info("runbooks without RunAs run as %s (uid %d)", user.name, user.uid)
+        elif os.geteuid() == 0:
+            log.warning(
+                "runbooks without RunAs run as root and can read this worker's credential; create the %s user "
+                "or pass --runbook-user NAME",
+                DEFAULT_RUNBOOK_USER,
+            )
+        self._note_now(runbook_user=user.name if user else None, runbooks_can_read_credential=user is None)
+
+    def _note_now(self, **fields: object) -> None:
+        try:
+            self.state.update_status(pid=os.getpid(), **fields)
+        except OSError as exc:
+            log.warning("cannot update %s: %s", self.state.status_path, exc)
 
     def poll_once(self, free: int = 1) -> list[JobAssignment]:
         """Ask for up to `free` jobs (this worker's free slots), holding up to the poll hold time."""
@@ -256,6 +283,7 @@ class Agent:
                 threading.Thread(target=selfcheck.run, args=(self.stop_event,), name="selfcheck", daemon=True).start()
             if assets is not None:
                 assets.start()
+            self._announce_runbook_user()
             if self.run_options.trusted_keys is not None:
                 log.info("runbook signing enforced: trusted keys in %s", self.run_options.trusted_keys)
             return self._poll_loop(selfcheck)
