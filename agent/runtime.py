@@ -197,9 +197,21 @@ _AGENT_ONLY_PREFIX = "OUTPOST_"
 _AGENT_ONLY = frozenset({"VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT", "PYTHONHOME"})
 
 
+_BASE_ENV: dict[str, str] | None = None
+
+
 def runbook_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The agent's environment minus what is the agent's alone; its venv is taken off PATH."""
-    source = dict(os.environ if environ is None else environ)
+    """The agent's environment minus what is the agent's alone; its venv is taken off PATH.
+
+    The agent's own environment does not change while it runs: it is scrubbed once, and
+    each job gets a copy.
+    """
+    global _BASE_ENV
+    if environ is None:
+        if _BASE_ENV is None:
+            _BASE_ENV = runbook_environment(dict(os.environ))
+        return dict(_BASE_ENV)
+    source = dict(environ)
     venvs = {p for p in (source.get("VIRTUAL_ENV"), sys.prefix if sys.prefix != sys.base_prefix else None) if p}
     env = {k: v for k, v in source.items() if not k.startswith(_AGENT_ONLY_PREFIX) and k not in _AGENT_ONLY}
     if "PATH" in env and venvs:
