@@ -129,3 +129,31 @@ def test_agent_returns_within_seconds_of_the_server_and_logs_the_outage_once(mak
     assert any(m.startswith("server reachable again") for m in messages)
     assert not any("HTTP Request" in m for m in messages)  # httpx's per-request lines are off by default
     assert {"time", "level", "logger", "message"} <= set(lines[0])
+
+
+def test_register_takes_a_comma_list_and_old_registration_files_still_load(server, make_agent, tmp_path):
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    agent = make_agent(server, name="listed", start=False)
+    state = str(agent.state_dir)
+    again = cli(
+        "worker", "register", "--url", f"{dead},{server.url}/", "--key", server.registration_key,
+        "--group", "g1", "--name", "listed", "--state-dir", state, "--force", "--json",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["urls"] == [dead, server.url]  # the dead first one was skipped over
+    bad = cli(
+        "worker", "register", "--url", "ftp://x", "--key", "k", "--group", "g1", "--state-dir", str(tmp_path / "s")
+    )
+    assert bad.returncode != 0 and "is not an http:// or https:// URL" in bad.stderr and "Traceback" not in bad.stderr
+    # A registration.json written before `urls` existed: its one `url` is the server.
+    path = agent.state_dir / "registration.json"
+    data = json.loads(path.read_text())
+    data.pop("urls")
+    data["url"] = server.url
+    path.write_text(json.dumps(data))
+    status = json.loads(cli("worker", "status", "--state-dir", state, "--json").stdout)
+    assert status["urls"] == [server.url]
+    agent.start()
+    with server.client() as c:
+        publish(c, "hi", "echo hi\n")
+        assert wait_job(c, start_job(c, "hi"), timeout=30)["status"] == "Completed"
