@@ -7,10 +7,12 @@ temp dir for RunAs jobs). A clean job end removes both. At start, before its fir
 poll, an agent holds no job, so everything under ``work/`` is a leftover: `recover`
 kills the processes still running for those jobs, and removes the directories.
 
-A process counts as the job's when it is in the recorded process group and its
-environment carries the job's ``AUTOMATION_JOB_ID`` (or, when the environment cannot be
-read, the group leader is the recorded process: same pid and start time), or when it
-left the group but carries the job id. A reused pid is never mistaken for the runbook.
+A process counts as the job's when its environment carries the job's
+``AUTOMATION_JOB_ID`` and ``AUTOMATION_JOB_ACTIVATION`` (in the recorded process group or
+out of it: a runbook may setsid away), or, when its environment cannot be read, when it
+is in the recorded group and the group leader is the recorded process (same pid and
+start time). A reused pid, or a later activation of the same job run by another worker
+on this machine, is never mistaken for the crashed run.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _read_record(path: Path) -> JobRecord | None:
 
 def _job_processes(record: JobRecord) -> list[int]:
     """Pids that belong to the recorded job (see the module docstring)."""
-    marker = f"AUTOMATION_JOB_ID={record.job_id}".encode()
+    markers = {f"AUTOMATION_JOB_ID={record.job_id}".encode(), f"AUTOMATION_JOB_ACTIVATION={record.activation}".encode()}
     found: list[int] = []
     leader_is_runbook = record.start_ticks is not None and start_ticks(record.pid) == record.start_ticks
     for entry in Path("/proc").iterdir():
@@ -96,7 +98,7 @@ def _job_processes(record: JobRecord) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
         try:
-            carries_id = marker in (entry / "environ").read_bytes().split(b"\0")
+            carries_id = markers <= set((entry / "environ").read_bytes().split(b"\0"))
             env_known = True
         except OSError:
             carries_id, env_known = False, False

@@ -302,6 +302,9 @@ class JobRun:
         env = runbook_environment()  # never the agent's secrets (OUTPOST_*) or its virtualenv
         env.update(
             AUTOMATION_JOB_ID=self.job.job_id,
+            # With the job id, tells this run's processes from a later activation's on another worker
+            # of the same machine (agent/leftovers.py kills only this run's).
+            AUTOMATION_JOB_ACTIVATION=str(self.job.activation),
             AUTOMATION_RUNBOOK_NAME=self.job.runbook,
             PYTHONUNBUFFERED="1",
             PYTHONIOENCODING="utf-8",
