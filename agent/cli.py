@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from agent.failover import FailoverClient
 from outpost import __version__
 from outpost.commands.common import (
     CaFileOpt,
@@ -25,8 +26,8 @@ from outpost.commands.common import (
     print_table,
 )
 from outpost.contract import AGENT_REGISTER, AGENT_SELF, RegisterRequest, RegisterResponse
-from outpost.http import ApiError, make_client, request
-from outpost.settings import ENV_STATE_DIR, default_state_dir
+from outpost.http import ApiError, request
+from outpost.settings import ENV_STATE_DIR, REQUEST_TIMEOUT_S, default_state_dir
 from outpost.state import AgentState, Registration, StateError
 
 app = typer.Typer(help="Register this machine as a worker, run the agent, manage workers.", no_args_is_help=True)
@@ -58,9 +59,33 @@ def _os_facts() -> dict[str, str]:
     }
 
 
+def _server_urls(values: list[str]) -> list[str]:
+    """--url given once or repeated, each possibly a comma list: the replicas in order, without repeats."""
+    urls: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            url = part.strip().rstrip("/")
+            if not url:
+                continue
+            if not url.startswith(("http://", "https://")):
+                fail(f"--url {part.strip()!r} is not an http:// or https:// URL")
+            if url not in urls:
+                urls.append(url)
+    if not urls:
+        fail("--url needs at least one server URL")
+    return urls
+
+
 @app.command("register")
 def register(
-    url: Annotated[str, typer.Option("--url", help="The Outpost server URL.")],
+    url: Annotated[
+        list[str],
+        typer.Option(
+            "--url",
+            help="The Outpost server URL, or a load balancer's. Several replicas: repeat --url or give a "
+            "comma list; the agent moves to the next when one is unreachable.",
+        ),
+    ],
     key: Annotated[
         str,
         typer.Option(
@@ -78,13 +103,14 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register this machine into a worker group; stores its identity in the state directory."""
+    urls = _server_urls(url)
     state = _state(state_dir)
     if state.is_registered() and not force:
         try:
             current, _ = state.load()
         except StateError as exc:
             fail(f"{exc}; pass --force to overwrite it")
-        if current.url.rstrip("/") != url.rstrip("/"):
+        if current.url.rstrip("/") not in urls:
             fail(f"already registered to {current.url}; deregister first or pass --force")
         fail(
             f"already registered to {current.url} as {current.name!r} in group {current.group!r}; "
@@ -101,7 +127,7 @@ def register(
         **_os_facts(),
     )
     try:
-        with make_client(url, ca_file=ca_file) as client:
+        with FailoverClient(urls, ca_file=ca_file, timeout=REQUEST_TIMEOUT_S) as client:
             answer = RegisterResponse.model_validate(
                 request(client, "POST", AGENT_REGISTER, json=body.model_dump()).json()
             )
@@ -110,7 +136,8 @@ def register(
     except OSError as exc:
         fail(f"registration failed: {exc}")
     reg = Registration(
-        url=url.rstrip("/"),
+        url=urls[0],
+        urls=urls if len(urls) > 1 else None,
         worker_id=answer.worker_id,
         name=answer.name,
         group=answer.group,
@@ -128,12 +155,13 @@ def register(
                 "name": reg.name,
                 "group": reg.group,
                 "url": reg.url,
+                "urls": reg.server_urls,
                 "state_dir": str(state.dir),
             }
         )
     else:
         console.print(
-            f"registered worker {reg.name!r} ({reg.worker_id}) in group {reg.group!r} at {reg.url}; "
+            f"registered worker {reg.name!r} ({reg.worker_id}) in group {reg.group!r} at {', '.join(urls)}; "
             f"state in {state.dir}",
             highlight=False,
         )
@@ -153,7 +181,9 @@ def deregister(
     except StateError as exc:
         fail(str(exc))
     try:
-        with make_client(reg.url, token=credential, ca_file=reg.ca_file) as client:
+        with FailoverClient(
+            reg.server_urls, token=credential, ca_file=reg.ca_file, timeout=REQUEST_TIMEOUT_S
+        ) as client:
             request(client, "DELETE", AGENT_SELF)
     except ApiError as exc:
         if exc.status not in (401, 404) and not force:
@@ -215,12 +245,30 @@ def run(
             "*.asc/*.gpg files; default: <state-dir>/trusted-keys when present).",
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    runbook_user: Annotated[
+        str | None,
+        typer.Option(
+            "--runbook-user",
+            help="Run jobs without RunAs as this unprivileged user (agent as root only; default: "
+            "outpost-runbook when that user exists; the agent's own user name: no switch).",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info (lifecycle events: the default), warning or error.")
+    ] = "info",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text, or json: one JSON object per line (for log shippers).")
+    ] = "text",
 ) -> None:
     """Run the agent in the foreground: long-poll, run jobs, stream results."""
+    from agent.logs import LOG_FORMATS, setup_logging
     from agent.worker import Agent, AgentOptions
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format not in LOG_FORMATS:
+        fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    setup_logging(log_level, log_format)
     try:
         agent = Agent(
             _state(state_dir),
@@ -237,6 +285,7 @@ def run(
                 otlp_endpoint=otlp_endpoint,
                 metrics_interval_s=metrics_interval,
                 trusted_keys=trusted_keys,
+                runbook_user=runbook_user,
             ),
         )
     except (StateError, OSError) as exc:
@@ -268,6 +317,7 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
         fail(str(exc))
     data = {
         "url": reg.url,
+        "urls": reg.server_urls,
         "worker_id": reg.worker_id,
         "name": reg.name,
         "group": reg.group,

@@ -223,6 +223,7 @@ class EventShipper:
                         self._cond.notify_all()
                     return
                 now = time.monotonic()
+                first_failure = failing_since is None
                 failing_since = failing_since or now
                 if now - failing_since > self._give_up_after_s:
                     log.error(
@@ -233,7 +234,8 @@ class EventShipper:
                     )
                     self.lost_job = True
                     return
-                log.warning(
+                log.log(
+                    logging.WARNING if first_failure else logging.DEBUG,  # once per streak, not per retry
                     "job %s: events not delivered (%s); retrying in %.1f s",
                     self._job_id,
                     exc.message,

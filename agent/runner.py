@@ -19,10 +19,11 @@ from typing import Any
 
 import httpx
 
-from agent import observe
+from agent import leftovers, observe
 from agent.assets_proxy import AssetsProxy
 from agent.classify import classify_stdout, decode_line, split_long
 from agent.events import EventPoster, EventShipper
+from agent.leftovers import JobRecord
 from agent.observe import JobMetrics
 from agent.runtime import (
     RunAsUser,
@@ -30,17 +31,17 @@ from agent.runtime import (
     check_python3,
     python_for,
     resolve_run_as,
+    runbook_environment,
     unwrap_clearsigned,
     verify_clearsigned,
 )
+from agent.watchdog import Watchdog, die_with_parent
 from outpost.contract import AGENT_LEASE, JobAssignment, JobStatus, RunbookType, StreamType
 from outpost.http import ApiError, request
 
 log = logging.getLogger("outpost.agent")
 
 SUFFIX = {RunbookType.PYTHON3: ".py", RunbookType.BASH: ".sh", RunbookType.PWSH: ".ps1"}
-# Never hand the agent's own secrets to a runbook.
-_SCRUB_ENV = ("OUTPOST_TOKEN", "OUTPOST_MASTER_KEY")
 SDK_FILE = Path(__file__).parent / "sdk" / "automationassets.py"
 MAX_PARTIAL_LINE = 1 << 20  # bytes of a line without its newline held before they go out as records
 
@@ -57,6 +58,8 @@ class RunOptions:
     assets: AssetsProxy | None = None  # the runbook's automationassets endpoint
     tracer: Any = None  # OpenTelemetry tracer for `job run` spans (None: no-op)
     job_metrics: JobMetrics | None = None
+    watchdog: Watchdog | None = None  # kills the runbooks if the agent dies
+    runbook_user: RunAsUser | None = None  # jobs without RunAs run as this user (see agent/runtime.py)
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -94,21 +97,33 @@ class JobRun:
         self._done = threading.Event()
         self._kill_lock = threading.Lock()
         self._workdir: Path | None = None
+        self._exited = False  # the runbook has ended (or never started): a lease 409 now is no news
 
     # -- lease -----------------------------------------------------------------
     def _keep_lease(self) -> None:
         path = AGENT_LEASE.format(job_id=self.job.job_id)
+        failing = False
         while not self._done.wait(self.opts.lease_renew_s):
             try:
                 answer = request(self.client, "POST", path).json()
             except ApiError as exc:
                 if exc.status == 409:
+                    if self._exited:  # the job is ending (its final status may just have landed): nothing to kill
+                        return
                     log.warning("job %s: lease lost (%s); killing the runbook", self.job.job_id, exc.message)
                     self._lease_lost.set()
                     self.stop("lease lost", JobStatus.FAILED, grace=0)
                     return
-                log.warning("job %s: lease renewal failed: %s", self.job.job_id, exc.message)
+                # Once per streak: an outage must not log a line per job per renewal.
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "job %s: lease renewal failed: %s",
+                    self.job.job_id,
+                    exc.message,
+                )
+                failing = True
                 continue
+            failing = False
             if "stop" in answer.get("actions", []):
                 self.stop("stopped by request", JobStatus.STOPPED)
 
@@ -216,10 +231,12 @@ class JobRun:
             log.exception("job %s: agent error", self.job.job_id)
             status, reason, code = JobStatus.FAILED, f"agent error on {self.opts.worker_name}: {exc}", None
         finally:
+            self._exited = True
             if self.opts.assets and assets_token:
                 self.opts.assets.close(assets_token)
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
+            leftovers.remove_record(self.opts.work_root, self.job.job_id)
         if self.opts.job_metrics is not None:
             self.opts.job_metrics.record(self.job, status, time.monotonic() - started)
         if not self._lease_lost.is_set():
@@ -239,20 +256,36 @@ class JobRun:
             content = unwrap_clearsigned(content)
         if self.job.runbook_type == RunbookType.PYTHON3:
             check_python3(content, self.job.runbook)
-        user = None
+        user = self.opts.runbook_user  # a root agent's default unprivileged user (None: the agent's own)
         if self.job.run_as:
             user = resolve_run_as(self.job.run_as, self.job.run_as_credential, self.opts.worker_name)
         python = python_for(user, self.opts.python) if self.job.runbook_type == RunbookType.PYTHON3 else None
         return content, user, python
 
     def _make_workdir(self, user: RunAsUser | None) -> Path:
+        self.opts.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         if user is None:
             workdir = self.opts.work_root / self.job.job_id
-            workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # A directory left by a crashed run of this same job (re-queued after worker loss) is stale:
+            # start from an empty one.
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(mode=0o700)
         else:  # the agent's state directory is root-only: a RunAs job works in a private temp dir of its own
-            workdir = Path(tempfile.mkdtemp(prefix=f"outpost-job-{self.job.job_id[:8]}-"))
+            workdir = Path(tempfile.mkdtemp(prefix=f"{leftovers.TEMP_PREFIX}{self.job.job_id[:8]}-"))
         self._workdir = workdir
         return workdir
+
+    def _guard(self, proc: subprocess.Popen[bytes], workdir: Path) -> None:
+        """Make the runbook findable and killable should this agent die (agent/watchdog.py, leftovers.py)."""
+        if self.opts.watchdog is not None:
+            self.opts.watchdog.watch(proc.pid)  # start_new_session: its process group id is its pid
+        record = JobRecord(
+            self.job.job_id, self.job.activation, proc.pid, proc.pid, leftovers.start_ticks(proc.pid), str(workdir)
+        )
+        try:
+            leftovers.write_record(self.opts.work_root, record)
+        except OSError as exc:  # a full disk must not fail a job that is already running
+            log.warning("job %s: cannot write its process record: %s", self.job.job_id, exc)
 
     def _execute(self, assets_token: str | None) -> tuple[JobStatus, str | None, int | None]:
         try:
@@ -266,9 +299,12 @@ class JobRun:
         sdk = workdir / ".automation"
         sdk.mkdir(mode=0o700)
         shutil.copyfile(SDK_FILE, sdk / SDK_FILE.name)
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
+        env = runbook_environment()  # never the agent's secrets (OUTPOST_*) or its virtualenv
         env.update(
             AUTOMATION_JOB_ID=self.job.job_id,
+            # With the job id, tells this run's processes from a later activation's on another worker
+            # of the same machine (agent/leftovers.py kills only this run's).
+            AUTOMATION_JOB_ACTIVATION=str(self.job.activation),
             AUTOMATION_RUNBOOK_NAME=self.job.runbook,
             PYTHONUNBUFFERED="1",
             PYTHONIOENCODING="utf-8",
@@ -287,7 +323,7 @@ class JobRun:
                 os.chown(path, user.uid, user.gid)
             switch = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
         try:
-            argv = command_for(self.job, script, python or self.opts.python)
+            argv = die_with_parent(command_for(self.job, script, python or self.opts.python))
             self._proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
@@ -300,11 +336,17 @@ class JobRun:
             )
         except OSError as exc:
             return JobStatus.FAILED, f"could not start the runbook on {self.opts.worker_name}: {exc}", None
+        self._guard(self._proc, workdir)
         self.events.started()
         if self._stop_reason is not None:  # a stop arrived while starting
             self._terminate(self._proc, 0)
         timeout = self.job.timeout_s
-        code = self._supervise(self._proc, None if timeout is None else time.monotonic() + timeout)
+        try:
+            code = self._supervise(self._proc, None if timeout is None else time.monotonic() + timeout)
+        finally:
+            self._exited = True
+            if self.opts.watchdog is not None:
+                self.opts.watchdog.unwatch(self._proc.pid)
         if self._stop_reason is not None:
             return self._stop_status, self._stop_reason, code
         if code == 0:

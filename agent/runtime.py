@@ -189,6 +189,66 @@ def resolve_run_as(name: str, credential: str | None, worker: str) -> RunAsUser:
     return RunAsUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
 
 
+# -- the runbook's environment ---------------------------------------------------------------
+
+# Inherited from the agent, never handed on: the agent's own configuration and secrets
+# (OUTPOST_REGISTRATION_KEY, OUTPOST_TOKEN, OUTPOST_STATE_DIR, ...) and its virtualenv.
+_AGENT_ONLY_PREFIX = "OUTPOST_"
+_AGENT_ONLY = frozenset({"VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT", "PYTHONHOME"})
+
+
+_BASE_ENV: dict[str, str] | None = None
+
+
+def runbook_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The agent's environment minus what is the agent's alone; its venv is taken off PATH.
+
+    The agent's own environment does not change while it runs: it is scrubbed once, and
+    each job gets a copy.
+    """
+    global _BASE_ENV
+    if environ is None:
+        if _BASE_ENV is None:
+            _BASE_ENV = runbook_environment(dict(os.environ))
+        return dict(_BASE_ENV)
+    source = dict(environ)
+    venvs = {p for p in (source.get("VIRTUAL_ENV"), sys.prefix if sys.prefix != sys.base_prefix else None) if p}
+    env = {k: v for k, v in source.items() if not k.startswith(_AGENT_ONLY_PREFIX) and k not in _AGENT_ONLY}
+    if "PATH" in env and venvs:
+        bins = {os.path.realpath(os.path.join(v, "bin")) for v in venvs}
+        env["PATH"] = os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if d and os.path.realpath(d) not in bins)
+    return env
+
+
+DEFAULT_RUNBOOK_USER = "outpost-runbook"
+
+
+def default_runbook_user(requested: str | None, worker: str) -> RunAsUser | None:
+    """Who runs a job that has no RunAs: None for the agent's own user.
+
+    A root agent's runbooks could read the worker credential (and everything else), so a
+    root agent runs them as `requested`, or as the `outpost-runbook` user when it exists
+    (create it at install time: `useradd --system --no-create-home outpost-runbook`).
+    `requested` equal to the agent's own user name keeps the old behaviour. Raises
+    RuntimeRefusal for a requested user that cannot be used.
+    """
+    own = pwd.getpwuid(os.geteuid()).pw_name
+    if requested is not None and requested in ("", own):
+        return None
+    if requested is None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(DEFAULT_RUNBOOK_USER)
+        except KeyError:
+            return None
+        requested = DEFAULT_RUNBOOK_USER
+    user = resolve_run_as(requested, None, worker)
+    if user.uid == 0:
+        return None
+    return user
+
+
 def resolve_python3() -> str:
     """The real interpreter behind `python3` on PATH, found once at agent start.
 

@@ -109,6 +109,7 @@ class HeartbeatSender:
         self._machine = machine_columns()
         self.source_computer_id = self._computer_id()
         self.last_ok: datetime | None = None
+        self._failing = False  # in a streak of failed sends: logged once, at its start
         self.last_error: str | None = None
 
     def _computer_id(self) -> str:
@@ -201,10 +202,14 @@ class HeartbeatSender:
                     log.error("heartbeat rejected, dropping %d rows: %s", len(batch), exc.message)
                     self._drop(batch)
                     continue
-                log.warning("heartbeat not delivered (%d buffered): %s", len(rows), exc.message)
+                # Once per outage: the buffer keeps the rows, and the poll loop already said the server is down.
+                level = logging.DEBUG if self._failing else logging.WARNING
+                self._failing = True
+                log.log(level, "heartbeat not delivered (%d buffered): %s", len(rows), exc.message)
                 return False
             self._drop(batch)
             self.last_ok = datetime.now(UTC)
+            self._failing = False
             self.last_error = None
 
     def _drop(self, sent: list[dict[str, Any]]) -> None:

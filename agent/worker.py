@@ -7,6 +7,7 @@ import os
 import random
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,23 +16,30 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from agent import leftovers
 from agent.assets_proxy import AssetsProxy
 from agent.events import EventPoster
+from agent.failover import FailoverClient
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
-from agent.runtime import resolve_python3
+from agent.runtime import DEFAULT_RUNBOOK_USER, RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
-from outpost.contract import AGENT_POLL, JobAssignment, JobStatus, PollResponse
-from outpost.http import ApiError, make_client, request
+from agent.watchdog import Watchdog
+from outpost.contract import AGENT_POLL, HEALTH, JobAssignment, JobStatus, PollRequest, PollResponse, StreamType
+from outpost.contract import MAX_HELD_PER_POLL as MAX_HELD
+from outpost.http import ApiError, request
 from outpost.settings import LONG_POLL_HOLD_S, REQUEST_TIMEOUT_S
 from outpost.state import AgentState, Registration
 
 log = logging.getLogger("outpost.agent")
 
 BACKOFF_START_S = 1.0
-BACKOFF_CAP_S = 60.0
+BACKOFF_CAP_S = 15.0
+PROBE_EVERY_S = 1.5  # while backing off: a cheap health probe this often; success ends the wait
 STATUS_WRITE_EVERY_S = 5.0
+LEFTOVER_SEQ = 0xFFFF_FF00  # the seq of a restart notice: past any record the crashed run can have sent
+FINISHED_MEMORY = 4096  # (job, activation) pairs remembered after they end: a late re-offer never re-runs one
 
 
 class PollInterrupted(Exception):
@@ -58,6 +66,7 @@ class AgentOptions:
     otel: bool = True  # export job spans and metrics over OTLP
     otlp_endpoint: str | None = None  # None: the server this worker is registered to
     metrics_interval_s: float = 60.0
+    runbook_user: str | None = None  # None: `outpost-runbook` if it exists and the agent is root
 
 
 TRUSTED_KEYS_IN_STATE = "trusted-keys"  # <state-dir>/trusted-keys (file or directory) when no option is given
@@ -68,11 +77,17 @@ class Agent:
         self.state = state
         self.opts = options
         self.registration, self._credential = state.load()
+        self._lock_fd = state.lock()  # one agent per state dir: what it holds is all that is held
         self.client = self._client(self.registration, self._credential)
         self.stop_event = threading.Event()
         self._slots = threading.BoundedSemaphore(options.concurrency)
         self._runs: dict[str, JobRun] = {}
         self._runs_lock = threading.Lock()
+        # Every job received and not yet finished, by id -> activation. Filled by the poll loop as an
+        # answer arrives (before the next poll goes out), emptied by the job's thread when it ends.
+        self._held: dict[str, int] = {}
+        self._finished: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self.watchdog = Watchdog()
         self._last_status_write = 0.0
         self._in_poll = False
         self.run_options = RunOptions(
@@ -84,6 +99,8 @@ class Agent:
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
             events=EventPoster(self.client),
+            watchdog=self.watchdog,
+            runbook_user=self._runbook_user(options),
         )
         self._tracer_provider, self._meter_provider = self._otel(options)
         if self._tracer_provider is not None:
@@ -106,6 +123,12 @@ class Agent:
             agent_meter_provider(endpoint, interval_s=options.metrics_interval_s, **common),
         )
 
+    def _runbook_user(self, options: AgentOptions) -> RunAsUser | None:
+        try:
+            return default_runbook_user(options.runbook_user, self.registration.name)
+        except RuntimeRefusal as exc:
+            raise OSError(f"--runbook-user: {exc}") from None
+
     @staticmethod
     def _trusted_keys(state: AgentState, options: AgentOptions) -> Path | None:
         if options.trusted_keys is not None:
@@ -117,7 +140,7 @@ class Agent:
 
     @staticmethod
     def _client(reg: Registration, credential: str) -> httpx.Client:
-        return make_client(reg.url, token=credential, ca_file=reg.ca_file, timeout=REQUEST_TIMEOUT_S)
+        return FailoverClient(reg.server_urls, token=credential, ca_file=reg.ca_file, timeout=REQUEST_TIMEOUT_S)
 
     def _note(self, **fields: object) -> None:
         now = time.monotonic()
@@ -128,12 +151,40 @@ class Agent:
             except OSError as exc:  # a full disk must not stop the agent from working
                 log.warning("cannot update %s: %s", self.state.status_path, exc)
 
+    def _announce_runbook_user(self) -> None:
+        """Say who runs jobs without RunAs, in the log and status.json (`diagnose` reads it)."""
+        user = self.run_options.runbook_user
+        if user is not None:
+            log.info("runbooks without RunAs run as %s (uid %d)", user.name, user.uid)
+        elif os.geteuid() == 0:
+            log.warning(
+                "runbooks without RunAs run as root and can read this worker's credential; create the %s user "
+                "or pass --runbook-user NAME",
+                DEFAULT_RUNBOOK_USER,
+            )
+        self._note_now(runbook_user=user.name if user else None, runbooks_can_read_credential=user is None)
+
+    def _note_now(self, **fields: object) -> None:
+        try:
+            self.state.update_status(pid=os.getpid(), **fields)
+        except OSError as exc:
+            log.warning("cannot update %s: %s", self.state.status_path, exc)
+
     def poll_once(self, free: int = 1) -> list[JobAssignment]:
         """Ask for up to `free` jobs (this worker's free slots), holding up to the poll hold time."""
         hold = self.opts.poll_hold_s
+        with self._runs_lock:
+            held = PollRequest(held=sorted(self._held)[:MAX_HELD])
         self._in_poll = True
         try:
-            response = request(self.client, "POST", AGENT_POLL, params={"wait": hold, "max": free}, timeout=hold + 5)
+            response = request(
+                self.client,
+                "POST",
+                AGENT_POLL,
+                params={"wait": hold, "max": free},
+                json=held.model_dump(),
+                timeout=hold + 5,
+            )
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise CredentialRejected(exc.message) from None
@@ -145,6 +196,18 @@ class Agent:
             return []
         return PollResponse.model_validate_json(response.content).jobs
 
+    def _accept(self, jobs: list[JobAssignment]) -> list[JobAssignment]:
+        """Take the poll's jobs into `held`; drop a re-offer of a job already held or already run."""
+        new: list[JobAssignment] = []
+        with self._runs_lock:
+            for job in jobs:
+                if job.job_id in self._held or (job.job_id, job.activation) in self._finished:
+                    log.debug("job %s: offered again, already held or run here; not started twice", job.job_id)
+                    continue
+                self._held[job.job_id] = job.activation
+                new.append(job)
+        return new
+
     def _run_job(self, job: JobAssignment, holds_slot: bool = True) -> None:
         run = JobRun(self.client, job, self.run_options)
         with self._runs_lock:
@@ -155,6 +218,10 @@ class Agent:
         finally:
             with self._runs_lock:
                 self._runs.pop(job.job_id, None)
+                self._held.pop(job.job_id, None)
+                self._finished[(job.job_id, job.activation)] = None
+                while len(self._finished) > FINISHED_MEMORY:
+                    self._finished.popitem(last=False)
             if holds_slot:
                 self._slots.release()
 
@@ -182,11 +249,12 @@ class Agent:
     def run(self) -> int:
         """Poll until stopped. Returns the process exit code."""
         reg = self.registration
+        urls = reg.server_urls
         log.info(
             "worker %s (group %s) polling %s with concurrency %d",
             reg.name,
             reg.group,
-            reg.url,
+            ", ".join(urls) if len(urls) > 1 else urls[0],
             self.opts.concurrency,
         )
         heartbeat_client = self._client(reg, self._credential)
@@ -197,8 +265,6 @@ class Agent:
             group=reg.group,
             interval_s=self.opts.heartbeat_interval_s,
         )
-        beat = threading.Thread(target=heartbeat.run, args=(self.stop_event,), name="heartbeat", daemon=True)
-        beat.start()
         selfcheck: SelfCheck | None = None
         if self.opts.diagnose_interval_s > 0:
             selfcheck = SelfCheck(
@@ -207,62 +273,135 @@ class Agent:
                 interval_s=self.opts.diagnose_interval_s,
                 first_after_s=min(60.0, self.opts.diagnose_interval_s),
             )
-            threading.Thread(target=selfcheck.run, args=(self.stop_event,), name="selfcheck", daemon=True).start()
-        backoff = 0.0
-        failures = 0
         assets = self.run_options.assets
-        if assets is not None:
-            assets.start()
-        if self.run_options.trusted_keys is not None:
-            log.info("runbook signing enforced: trusted keys in %s", self.run_options.trusted_keys)
+        beat = threading.Thread(target=heartbeat.run, args=(self.stop_event,), name="heartbeat", daemon=True)
         try:
-            while not self.stop_event.is_set():
-                if not self._slots.acquire(timeout=0.5):
-                    continue
-                free = self._take_free_slots()
-                try:
-                    jobs = self.poll_once(free)
-                except PollInterrupted:
-                    self._release_slots(free)
-                    break
-                except CredentialRejected as exc:
-                    self._release_slots(free)
-                    log.error("%s", exc)
-                    return 3
-                except ApiError as exc:
-                    self._release_slots(free)
-                    failures += 1
-                    if failures == POLL_FAILURES_BEFORE_CHECK and selfcheck is not None:
-                        selfcheck.trigger()
-                    backoff = min(max(BACKOFF_START_S, backoff * 2), self.opts.backoff_cap_s)
-                    delay = random.uniform(backoff / 2, backoff)  # jitter: a fleet must not reconnect in step
-                    log.warning("poll failed: %s; next try in %.1f s", exc.message, delay)
-                    self.stop_event.wait(delay)
-                    continue
-                backoff = 0.0
-                failures = 0
-                if len(jobs) > free:  # a service bug; the jobs are ours now, so run them rather than strand them
-                    log.error("the service handed out %d jobs for %d free slots", len(jobs), free)
-                self._release_slots(free - len(jobs))  # each job releases its own slot when it ends
-                for i, job in enumerate(jobs):
-                    log.info("job %s (%s) claimed", job.job_id, job.runbook)
-                    threading.Thread(
-                        target=self._run_job, args=(job, i < free), name=f"job-{job.job_id[:8]}", daemon=True
-                    ).start()
-                if not jobs and self.opts.poll_interval_s > 0:
-                    self.stop_event.wait(self.opts.poll_interval_s)
+            self.watchdog.start()
+            self._recover()
+            beat.start()
+            if selfcheck is not None:
+                threading.Thread(target=selfcheck.run, args=(self.stop_event,), name="selfcheck", daemon=True).start()
+            if assets is not None:
+                assets.start()
+            self._announce_runbook_user()
+            if self.run_options.trusted_keys is not None:
+                log.info("runbook signing enforced: trusted keys in %s", self.run_options.trusted_keys)
+            return self._poll_loop(selfcheck)
         finally:
             self.stop_event.set()
             self._drain()
-            beat.join(timeout=5)
+            if beat.is_alive():
+                beat.join(timeout=5)
             if assets is not None:
                 assets.stop()
+            self.watchdog.stop()
             heartbeat_client.close()
             for provider in (self._tracer_provider, self._meter_provider):
                 if provider is not None:
                     provider.shutdown()  # flushes spans and a last metrics export
             self.client.close()
+
+    def _poll_loop(self, selfcheck: SelfCheck | None) -> int:
+        backoff = 0.0
+        failures = 0
+        outage_since: float | None = None
+        while not self.stop_event.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue
+            free = self._take_free_slots()
+            try:
+                jobs = self.poll_once(free)
+            except PollInterrupted:
+                self._release_slots(free)
+                break
+            except CredentialRejected as exc:
+                self._release_slots(free)
+                log.error("%s", exc)
+                return 3
+            except ApiError as exc:
+                self._release_slots(free)
+                failures += 1
+                if failures == POLL_FAILURES_BEFORE_CHECK and selfcheck is not None:
+                    selfcheck.trigger()
+                backoff = min(max(BACKOFF_START_S, backoff * 2), self.opts.backoff_cap_s)
+                delay = random.uniform(backoff / 2, backoff)  # jitter: a fleet must not reconnect in step
+                if outage_since is None:  # one line per outage, not one per failed poll
+                    outage_since = time.monotonic()
+                    log.warning("poll failed: %s; retrying with backoff (up to %.0f s)", exc.message, backoff)
+                else:
+                    log.debug("poll failed again: %s; next try in %.1f s", exc.message, delay)
+                self._back_off(delay)
+                continue
+            if outage_since is not None:
+                log.info("server reachable again after %.1f s", time.monotonic() - outage_since)
+                outage_since = None
+            backoff = 0.0
+            failures = 0
+            if len(jobs) > free:  # a service bug; the jobs are ours now, so run them rather than strand them
+                log.error("the service handed out %d jobs for %d free slots", len(jobs), free)
+            new = self._accept(jobs)  # before the next poll: that poll's `held` must list them
+            self._release_slots(free - min(len(new), free))  # each started job releases its own slot when it ends
+            for i, job in enumerate(new):
+                log.info("job %s (%s) claimed", job.job_id, job.runbook)
+                threading.Thread(
+                    target=self._run_job, args=(job, i < free), name=f"job-{job.job_id[:8]}", daemon=True
+                ).start()
+            if not jobs and self.opts.poll_interval_s > 0:
+                self.stop_event.wait(self.opts.poll_interval_s)
         return 0
+
+    def _back_off(self, delay: float) -> None:
+        """Wait `delay`, probing the server's health every PROBE_EVERY_S: back at once when it answers."""
+        end = time.monotonic() + delay
+        while not self.stop_event.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            if self.stop_event.wait(min(PROBE_EVERY_S, left)):
+                return
+            if end - time.monotonic() <= 0:
+                return
+            try:
+                request(self.client, "GET", HEALTH, attempts=1, timeout=2.0)
+            except ApiError:
+                continue
+            self.stop_event.wait(random.uniform(0, 0.5))  # a whole fleet must not come back in the same ms
+            return
+
+    def _recover(self) -> None:
+        """Before the first poll: kill and clean up what a previous agent process left in work/."""
+        for left in leftovers.recover(self.run_options.work_root):
+            if left.killed:
+                log.warning(
+                    "job %s: killed %d runbook process(es) left by a previous agent (PIDs %s)",
+                    left.job_id,
+                    len(left.killed),
+                    " ".join(map(str, left.killed)),
+                )
+            if left.record is None:
+                continue
+            text = f"the agent on {self.registration.name} restarted while this job ran"
+            text += (
+                f"; the runbook processes it left (PIDs {' '.join(map(str, left.killed))}) were killed"
+                if left.killed
+                else "; no runbook process of it was still running"
+            )
+            self._report_leftover(left.job_id, left.record.activation, text)
+
+    def _report_leftover(self, job_id: str, activation: int, text: str) -> None:
+        """A Warning in the job's streams, if the service still counts it as this worker's (else a 409)."""
+        record = {
+            "seq": (activation << 32) | LEFTOVER_SEQ,
+            "stream": StreamType.WARNING.value,
+            "time": datetime.now(UTC).isoformat(),
+            "text": text,
+        }
+        try:
+            self.run_options.events.send(job_id, {"records": [record]})
+        except ApiError as exc:
+            log.debug("job %s: leftover not reported (%s)", job_id, exc.message)
+            return
+        log.info("job %s: reported the restart in its Warning stream", job_id)
 
     def _drain(self) -> None:
         """On shutdown: let running jobs finish for `drain_s`, then stop them."""

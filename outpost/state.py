@@ -2,14 +2,20 @@
 
 Layout of a state directory (all files 0600, directory 0700):
 
-- ``registration.json``: ``{"url", "worker_id", "name", "group", "ca_file", "registered_at"}``
+- ``registration.json``: ``{"url", "urls", "worker_id", "name", "group", "ca_file", "registered_at"}``;
+  ``urls`` lists every server replica the agent may use, in order (``url`` is its first entry,
+  kept for older readers; a file with only ``url`` means that one server)
 - ``credential``: the per-worker secret, a single line; never printed or logged
 - ``status.json``: runtime facts the agent updates (``last_poll_ok``, ``last_heartbeat_ok``,
   ``pid``), read by `outpost diagnose`
+- ``agent.lock``: held (flock) by the running agent, holding its PID: one agent per state dir
+- ``work/``: one directory per job in flight, and ``<job_id>.json`` beside it recording the
+  runbook's process group, so a restarted agent can kill what a crashed one left
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -21,6 +27,7 @@ from typing import Any
 REGISTRATION_FILE = "registration.json"
 CREDENTIAL_FILE = "credential"
 STATUS_FILE = "status.json"
+LOCK_FILE = "agent.lock"
 
 
 _status_lock = threading.Lock()
@@ -38,6 +45,11 @@ class Registration:
     group: str
     ca_file: str | None = None
     registered_at: str | None = None
+    urls: list[str] | None = None  # every replica, in order; None in files written before it existed
+
+    @property
+    def server_urls(self) -> list[str]:
+        return list(self.urls) if self.urls else [self.url]
 
 
 def write_private(path: Path, text: str) -> None:
@@ -69,6 +81,35 @@ class AgentState:
     def status_path(self) -> Path:
         return self.dir / STATUS_FILE
 
+    @property
+    def work_dir(self) -> Path:
+        return self.dir / "work"
+
+    def lock(self) -> int:
+        """Take the state directory for this process (flock, released when the process ends).
+
+        Two agents on one state dir would share a credential and each think it holds every
+        job; the second refuses at once, naming the first. Returns the lock's file descriptor.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StateError(
+                f"another agent (PID {other}) is already running on the state directory {self.dir}; "
+                "stop it first, or give this one its own --state-dir"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"cannot lock {path}: {exc}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
     def is_registered(self) -> bool:
         return self.registration_path.exists()
 
@@ -89,6 +130,10 @@ class AgentState:
             raise StateError(f"{self.registration_path} is malformed: {exc}") from None
         if not reg.url or not reg.worker_id:
             raise StateError(f"{self.registration_path} lacks url or worker_id")
+        if reg.urls is not None and (
+            not isinstance(reg.urls, list) or not reg.urls or not all(isinstance(u, str) and u for u in reg.urls)
+        ):
+            raise StateError(f"{self.registration_path}: urls must be a non-empty list of server URLs")
         try:
             credential = self.credential_path.read_text(encoding="utf-8").strip()
         except OSError as exc:
