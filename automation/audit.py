@@ -1,8 +1,8 @@
 """One AuditEvent row per change made through the API, naming the token that made it.
 
-ASGI middleware: after a POST/PUT/PATCH/DELETE under /api/v1 (not the agent routes)
-answers, it reports the route, the path and the caller's token name (set by its
-RoleCheck) to the observer, which writes `AzureDiagnostics` rows with
+ASGI middleware: after a POST/PUT/PATCH/DELETE under /api/v1 (not the agent routes, and
+not reader routes such as `POST /api/v1/query`) answers, it reports the route, the path and
+the caller's token name (set by its RoleCheck) to the observer, which writes `AzureDiagnostics` rows with
 `Category == "AuditEvent"` and `Caller_s` = the token's name. Refused calls are
 audited too (ResultType `Failed`), when the caller was identified.
 """
@@ -53,6 +53,9 @@ class AuditTrail:
         if principal is None:  # no identified caller (401): nothing to attribute
             return
         route = scope.get("route")
+        role = (getattr(route, "openapi_extra", None) or {}).get("x-outpost-role")
+        if role in (None, "reader", "public", "worker"):  # a query is a POST, not a change
+            return
         template = getattr(route, "path", None) or scope.get("path", "")
         operation = f"{scope.get('method')} {template}"
         result = "Succeeded" if status < 400 else "Failed"

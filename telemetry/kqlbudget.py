@@ -288,6 +288,9 @@ class _Watchdog:
                 budgets = list(self._budgets)
             for budget in budgets:
                 budget.tick()
+            # Drop the references while sleeping: a daemon thread's frame that still holds the last
+            # query's cursor at exit keeps DuckDB objects alive (nanobind prints "leaked" reports).
+            budgets = budget = None  # type: ignore[assignment]
             time.sleep(WATCH_INTERVAL_S)
 
 
@@ -352,5 +355,6 @@ class Budget:
         _WATCHDOG.remove(self)
         with self._lock:
             self._armed = False
+            self._cursor = None
             if self._fired is not None:
                 _async_raise(self._thread_id, None)
