@@ -9,6 +9,7 @@ PREFIXES: tuple[tuple[str, StreamType], ...] = (
     ("WARNING:", StreamType.WARNING),
     ("VERBOSE:", StreamType.VERBOSE),
     ("DEBUG:", StreamType.DEBUG),
+    ("PROGRESS:", StreamType.PROGRESS),
 )
 MAX_RECORD_CHARS = 32 * 1024  # longer lines are split, never truncated
 

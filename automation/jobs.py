@@ -16,6 +16,7 @@ from automation.errors import BadRequest, NotFound
 from automation.lifecycle import JobRecord
 from automation.models import JobStream
 from outpost.contract import IDEMPOTENCY_HEADER, PARAM_NAME_RE, JobParam, JobStatus
+from outpost.names import params_problem
 
 MAX_PARAMS = 64
 MAX_PARAM_VALUE_BYTES = 64 * 1024
@@ -85,6 +86,10 @@ def validate_params(params: list[JobParam]) -> None:
             raise BadRequest(f"parameter value too large (over {MAX_PARAM_VALUE_BYTES // 1024} KiB)")
         if "\x00" in p.value:
             raise BadRequest("parameter values cannot contain NUL characters")
+    # Together they must fit the argv a worker can exec, or the job would fail there ("Argument list too long").
+    problem = params_problem([{"name": p.name, "value": p.value} for p in params])
+    if problem:
+        raise BadRequest(problem)
 
 
 # Printable ASCII without spaces, as HTTP header values of this kind usually are (UUIDs, ULIDs, hashes).

@@ -54,3 +54,12 @@ def test_a_name_with_a_trailing_newline_is_not_a_second_name(server: Server):
         draft = c.put("/api/v1/runbooks/hello%0A/draft", json={"type": "bash", "content": "true"})
         assert draft.status_code == 400
         assert c.put("/api/v1/assets/variables/region%0A", json={"value": 1}).status_code == 400
+
+
+def test_parameters_too_big_to_exec_are_refused_up_front(server: Server):
+    with server.client() as c:
+        c.put("/api/v1/runbooks/echo/draft", json={"type": "bash", "content": 'echo "$#"'}).raise_for_status()
+        c.post("/api/v1/runbooks/echo/publish").raise_for_status()
+        params = [{"name": None, "value": "x" * 60_000} for _ in range(40)]  # 2.4 MB: more than exec takes
+        r = c.post("/api/v1/jobs", json={"runbook": "echo", "run_on": "g1", "params": params})
+    assert r.status_code == 400 and "variable asset" in r.json()["detail"], r.text
