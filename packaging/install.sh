@@ -35,6 +35,12 @@ install -d -m 0700 "$root/etc/outpost"
 for env in worker.env server.env; do
   [ -e "$root/etc/outpost/$env" ] || install -m 0600 "$here/systemd/$env" "$root/etc/outpost/$env"
 done
+# The unprivileged user a root agent runs jobs as (without RunAs), so runbooks cannot read the
+# worker's credential; only on the real system (not under DESTDIR).
+if [ -z "$root" ] && [ "$(id -u)" -eq 0 ] && ! id outpost-runbook >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin outpost-runbook
+  echo "created the outpost-runbook user: jobs without RunAs run as it"
+fi
 readme="$here/README.md"
 [ -f "$readme" ] || readme="$here/../README.md"
 install -m 0644 "$readme" "$root$prefix/share/doc/outpost/README.md"

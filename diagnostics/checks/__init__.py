@@ -35,11 +35,26 @@ def all_checks() -> list[CheckSpec]:
         freshness,
         proxy,
         resources,
+        sandbox,
         tcp,
         tls,
     )
 
-    modules = (config, endpoints, dns, tcp, proxy, tls, certificate, credential, app, clock, freshness, resources)
+    modules = (
+        config,
+        endpoints,
+        dns,
+        tcp,
+        proxy,
+        tls,
+        certificate,
+        credential,
+        app,
+        clock,
+        freshness,
+        sandbox,
+        resources,
+    )
     return [spec for module in modules for spec in module.CHECKS]
 
 

@@ -104,7 +104,13 @@ def make_state(tmp_path: Path) -> StateFactory:
 
 
 def fresh_status(pid: int) -> dict[str, Any]:
-    return {"last_poll_ok": iso_ago(5), "last_heartbeat_ok": iso_ago(20), "pid": pid}
+    return {
+        "last_poll_ok": iso_ago(5),
+        "last_heartbeat_ok": iso_ago(20),
+        "pid": pid,
+        "runbook_user": "outpost-runbook",
+        "runbooks_can_read_credential": False,
+    }
 
 
 def clean_env(**extra: str) -> dict[str, str]:

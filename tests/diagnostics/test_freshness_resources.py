@@ -65,3 +65,12 @@ def test_disk_space_thresholds(app, pki, make_state):
     full = run_checks(Options(state_dir=state, check="resources.disk", thresholds=Thresholds(disk_fail_bytes=1 << 60)))
     assert [r.status for r in full] == ["fail", "fail"]
     assert exit_code(full) == 1
+
+
+def test_runbooks_that_could_read_the_credential_are_a_warning(app, pki, make_state, agent_proc):
+    status = {"last_poll_ok": iso_ago(5), "pid": agent_proc().pid, "runbooks_can_read_credential": True}
+    state = make_state(app.url, ca_file=pki.ca.pem, status={**status, "runbook_user": None})
+    run = run_cli("--state-dir", str(state), "--check", "sandbox")
+    r = run.result("sandbox.credential")
+    assert (run.rc, r["status"]) == (0, "warn")
+    assert "could read this worker's credential" in r["finding"] and "useradd" in r["remediation"]
