@@ -28,12 +28,15 @@ import contextlib
 import itertools
 import logging
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("outpost.dispatch")
+
+HOLD_JITTER = 0.2
 
 Claim = Callable[[], list[Any]]  # store work: claim for one poll (sync; run through `run`)
 Runner = Callable[[Claim], Awaitable[list[Any]]]  # how store work runs from async code
@@ -132,6 +135,9 @@ class Dispatcher:
         jobs = await self._claim(claim)
         if jobs or hold_s <= 0:
             return jobs
+        # Up to a fifth shorter, at random: a fleet that parked at one moment (a server restart, a
+        # network blip) would otherwise time out and re-poll in one burst every hold, for ever.
+        hold_s *= 1 - HOLD_JITTER * random.random()
         loop = asyncio.get_running_loop()
         waiter = _Waiter(claim, loop.create_future(), loop.time() + hold_s, gone)
         key = next(self._ids)

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -130,12 +131,16 @@ class Result:
 
 
 def _register_all(servers: list[Server], count: int, key: str) -> list[tuple[str, str]]:
+    local = threading.local()  # one keep-alive client per registering thread
+
     def one(i: int) -> tuple[str, str]:
         server = servers[i % len(servers)]
         body = {"key": key, "group": GROUP, "name": f"sim{i}"}
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=60)
         for _ in range(5):  # bounded retries: registration under load may time out
             try:
-                r = httpx.post(f"{server.url}/api/v1/agent/register", json=body, timeout=60)
+                r = local.client.post(f"{server.url}/api/v1/agent/register", json=body)
             except httpx.HTTPError:
                 continue
             if r.status_code == 201:
@@ -146,20 +151,21 @@ def _register_all(servers: list[Server], count: int, key: str) -> list[tuple[str
         return list(pool.map(one, range(count)))
 
 
-def _parked(servers: list[Server]) -> int:
+def _dispatch(servers: list[Server], key: str) -> int:
     total = 0
     for s in servers:
         with s.client() as c:
-            total += c.get("/api/v1/dispatch").json()["parked"]
+            c.timeout = httpx.Timeout(120)
+            total += c.get("/api/v1/dispatch").json()[key]
     return total
+
+
+def _parked(servers: list[Server]) -> int:
+    return _dispatch(servers, "parked")
 
 
 def _claims(servers: list[Server]) -> int:
-    total = 0
-    for s in servers:
-        with s.client() as c:
-            total += c.get("/api/v1/dispatch").json()["claims"]
-    return total
+    return _dispatch(servers, "claims")
 
 
 def run_scenario(
@@ -280,10 +286,13 @@ def _pg_database() -> str | None:
 
 
 def _scenario(name: str, count: int, database_url: str | None, workers: int, args: argparse.Namespace, root: Path,
-              interval: float = 0.0) -> Result:  # fmt: skip
+              interval: float = 0.0) -> Result | None:  # fmt: skip
     servers = _servers(root, name, count, database_url)
     try:
         return run_scenario(name, servers, workers, args, root, interval)
+    except Exception as exc:  # one failed scenario must not lose the others' figures
+        print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
+        return None
     finally:
         for s in servers:
             s.stop()
@@ -313,34 +322,38 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle window measured with the fleet parked")
     parser.add_argument("--procs", type=int, default=4, help="client processes for the simulated workers")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--pg-workers", type=int, default=0, help="the replica scenario's fleet (default --workers)")
     parser.add_argument("--no-interval", action="store_true", help="skip the 30 s interval-polling baseline")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     if args.sim:
         asyncio.run(_simulate(json.loads(Path(args.sim).read_text())))
         return
-    results: list[Result] = []
+    results: list[Result | None] = []
     with tempfile.TemporaryDirectory(prefix="outpost-fleet-") as tmp:
         root = Path(tmp)
         results.append(_scenario("sqlite-small", 1, None, args.small, args, root))
         results.append(_scenario("sqlite-big", 1, None, args.workers, args, root))
         db = None if args.no_postgres else _pg_database()
         if db:
-            results.append(_scenario("postgres-2-replicas", 2, db, args.workers, args, root))
+            results.append(_scenario("postgres-2-replicas", 2, db, args.pg_workers or args.workers, args, root))
         if not args.no_interval:
             interval = argparse.Namespace(**{**vars(args), "jobs": min(args.jobs, 40), "rate": 2.0})
             results.append(_scenario("sqlite-30s-interval", 1, None, args.workers, interval, root, interval=30.0))
+    done = [r for r in results if r is not None]
     if args.json:
-        print(json.dumps([asdict(r) for r in results], indent=2))
+        print(json.dumps([asdict(r) for r in done], indent=2))
         return
-    _print(results)
+    _print(done)
     small, big = results[0], results[1]
+    if small is None or big is None:
+        return
     print(
         f"\nbig/small per-job CPU x{big.cpu_ms_per_job / small.cpu_ms_per_job:.2f} (target <= 1.5); "
         f"big p99 {big.p99_ms:.0f} ms (target <= 100); big idle {big.idle_cpu_pct:.1f} % (target <= 5); "
         f"RSS {big.rss_mb:.0f} MB (target <= 500)"
     )
-    for r in results[2:]:
+    for r in done[2:]:
         if r.scenario.startswith("postgres"):
             print(f"{r.scenario}: per-job CPU x{r.cpu_ms_per_job / small.cpu_ms_per_job:.2f} of sqlite-small")
         else:
