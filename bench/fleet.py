@@ -85,7 +85,14 @@ async def _simulate(spec: dict[str, Any]) -> None:
                             "records": [{"seq": 1, "stream": "Output", "time": stamp, "text": "ok"}],
                             "status": {"status": "Completed", "exit_code": 0, "started_at": stamp},
                         }
-                        await client.post(f"{url}/api/v1/agent/events", json={"batches": [batch]}, headers=headers)
+                        for _ in range(3):  # bounded: a reused keep-alive connection may have just closed
+                            try:
+                                await client.post(
+                                    f"{url}/api/v1/agent/events", json={"batches": [batch]}, headers=headers
+                                )
+                                break
+                            except httpx.HTTPError:
+                                await asyncio.sleep(0.2)
                 elif interval:
                     await asyncio.sleep(interval)
             out.write(json.dumps({"polls": polls}) + "\n")
