@@ -21,9 +21,9 @@ from sqlmodel import select
 
 from automation import crypto
 from automation.context import ControlPlane
-from automation.dispatch import HELD
 from automation.errors import BadRequest, Conflict, Forbidden, NotFound
 from automation.models import Asset, Job, WorkerGroup, utcnow
+from automation.queue_sql import HELD
 from outpost.contract import NAME_RE
 from outpost.observer import WorkerIdentity
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
 
-from automation import dispatch, schedules
+from automation import lifecycle, schedules
 from automation.context import ControlPlane
 
 log = logging.getLogger("outpost.server")
@@ -33,7 +33,7 @@ class Loop:
 
 
 LOOPS = (
-    Loop("lease reaper", REAP_EVERY_S, dispatch.reap),
+    Loop("lease reaper", REAP_EVERY_S, lifecycle.reap),
     Loop("schedule runner", SCHEDULE_EVERY_S, schedules.run_due),
 )
 

@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import UTC
-
-from sqlalchemy import func, select
 
 from automation import lifecycle
 from automation.context import ControlPlane
 from automation.lifecycle import Claimed
-from automation.models import Job, Worker, WorkerGroup, utcnow
 from automation.queue_sql import HELD
-from outpost.contract import EventAck, EventBatch, JobAssignment, JobParam, JobStatus, LeaseResponse, RunbookType
-from outpost.observer import GroupSnapshot, WorkerIdentity
+from outpost.contract import EventAck, EventBatch, JobAssignment, JobParam, LeaseResponse, RunbookType
+from outpost.observer import WorkerIdentity
 
-reap = lifecycle.reap  # the server's reaper loop calls dispatch.reap
-__all__ = ["HELD", "apply_events", "claim", "reap", "renew", "snapshot"]
+__all__ = ["HELD", "apply_events", "claim", "renew"]
 
 
 def claim(
@@ -71,35 +66,3 @@ def renew(cp: ControlPlane, identity: WorkerIdentity, job_id: str) -> LeaseRespo
 
 def apply_events(cp: ControlPlane, identity: WorkerIdentity, job_id: str, batch: EventBatch) -> EventAck:
     return lifecycle.apply_events(cp, identity, job_id, batch)
-
-
-def snapshot(cp: ControlPlane) -> list[GroupSnapshot]:
-    now = utcnow()
-    with cp.reading() as s:
-        groups = s.execute(select(WorkerGroup.id, WorkerGroup.name)).all()
-        queued = {
-            gid: (count, oldest)
-            for gid, count, oldest in s.execute(
-                select(Job.group_id, func.count(), func.min(Job.created_at))
-                .where(Job.status == JobStatus.NEW)
-                .group_by(Job.group_id)
-            ).all()
-        }
-        members: dict[int, dict[str, int]] = {}
-        for gid, name in s.execute(select(Worker.group_id, Worker.name)).all():
-            members.setdefault(gid, {})[name] = 1
-    out = []
-    for gid, name in groups:
-        count, oldest = queued.get(gid, (0, None))
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)
-        age = (now - oldest).total_seconds() if oldest else 0.0
-        out.append(
-            GroupSnapshot(
-                group=name,
-                queue_depth=int(count),
-                oldest_queued_age_s=max(0.0, age),
-                workers=members.get(gid, {}),
-            )
-        )
-    return out
