@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Row
 from automation import queue_sql, tracing
 from automation.context import ControlPlane
 from automation.errors import STORE, BadRequest, Conflict, NotFound, is_store_outage
-from automation.models import utcnow
+from automation.models import as_utc, utcnow
 from automation.notify import group_topic, job_topic
 from outpost.contract import FINAL_STATUSES, EventAck, EventBatch, JobStatus
 from outpost.observer import JobEvent, WorkerIdentity
@@ -128,10 +128,6 @@ def event_of(job: JobRecord, description: str | None = None) -> JobEvent:
         started_at=job.started_at,
         ended_at=job.ended_at,
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # -- create (API) ------------------------------------------------------------------------
@@ -358,7 +354,7 @@ def _started_at(reported: str | None, claimed_at: datetime, now: datetime) -> da
     """The agent's start time, kept between the claim and now (its clock may be skewed)."""
     if not reported:
         return now
-    return min(max(_parse_time(reported), _aware(claimed_at)), now)
+    return min(max(_parse_time(reported), as_utc(claimed_at)), now)
 
 
 def _insert_streams(cp: ControlPlane, conn: Connection, job_id: str, batch: EventBatch) -> int:
@@ -535,7 +531,7 @@ def reap(cp: ControlPlane, now: datetime | None = None) -> int:
         if expired:
             with cp.transaction() as conn:
                 for held in expired:
-                    expired_at = _aware(held.lease_expires_at).isoformat()
+                    expired_at = as_utc(held.lease_expires_at).isoformat()
                     reason = f"worker {held.worker_name} lost: its lease expired at {expired_at}"
                     after = _lose(conn, held, reason, now)
                     if after is not None:  # else renewed meanwhile, or another replica got there first

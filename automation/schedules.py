@@ -27,7 +27,7 @@ from sqlmodel import select
 from automation import jobs, lifecycle, runbooks
 from automation.context import ControlPlane
 from automation.errors import STORE, BadRequest, Conflict, ControlPlaneError, NotFound, is_store_outage
-from automation.models import Schedule, WorkerGroup, utcnow
+from automation.models import Schedule, WorkerGroup, as_utc, utcnow
 from outpost.contract import NAME_RE, JobParam
 
 log = logging.getLogger("outpost.server")
@@ -40,12 +40,6 @@ _UNIT = {
     "Week": timedelta(days=7),
 }
 MAX_INTERVAL = 10_000
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -69,7 +63,7 @@ def parse_time(value: str, tz: ZoneInfo, what: str) -> datetime:
 
 
 def occurrence(sch: Schedule, k: int) -> datetime:
-    start = _aware(sch.start_time)
+    start = as_utc(sch.start_time)
     assert start is not None
     if sch.frequency in ("Minute", "Hour"):
         return start + k * sch.interval * _UNIT[sch.frequency]
@@ -80,9 +74,9 @@ def occurrence(sch: Schedule, k: int) -> datetime:
 
 def next_after(sch: Schedule, after: datetime, inclusive: bool = False) -> datetime | None:
     """The first occurrence later than `after` (or at it, with `inclusive`), before the expiry."""
-    start = _aware(sch.start_time)
+    start = as_utc(sch.start_time)
     assert start is not None
-    expiry = _aware(sch.expiry_time)
+    expiry = as_utc(sch.expiry_time)
 
     def later(t: datetime) -> bool:
         return t >= after if inclusive else t > after
@@ -109,7 +103,7 @@ def next_after(sch: Schedule, after: datetime, inclusive: bool = False) -> datet
 
 
 def _iso(value: datetime | None) -> str | None:
-    value = _aware(value)
+    value = as_utc(value)
     return value.isoformat() if value else None
 
 
@@ -252,10 +246,10 @@ def _run_due(cp: ControlPlane, now: datetime) -> int:
 
 def fire_occurrence(cp: ControlPlane, sch: Schedule, now: datetime) -> bool:
     """Start the job of `sch`'s due occurrence (as read by this replica) and move it on; True if it started one."""
-    due = _aware(sch.next_run_at)
+    due = as_utc(sch.next_run_at)
     assert due is not None
     new = next_after(sch, now)  # skips every missed occurrence: at most one catch-up run
-    created = _aware(sch.created_at)
+    created = as_utc(sch.created_at)
     key = f"schedule:{sch.id}:{created.timestamp() if created else 0}:{due.isoformat()}"
     params = [JobParam(**p) for p in json.loads(sch.params_json)]
     values: dict[str, Any] = {"next_run_at": new, "last_run_at": now}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from automation import secrets
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from automation.models import ApiToken, Setting, WorkerGroup, utcnow
+from automation.models import ApiToken, Setting, WorkerGroup, as_utc, utcnow
 from automation.roles import Principal, Role, parse_role
 from outpost.contract import NAME_RE
 
@@ -37,10 +37,6 @@ def parse_duration(text: str) -> timedelta:
     if not m or int(m.group(1)) == 0:
         raise BadRequest(f"invalid duration {text!r}: use a number and s, m, h, d or w, e.g. 90d")
     return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class Authenticator:
@@ -69,7 +65,7 @@ class Authenticator:
                 "admin token rejected: neither the token `outpost server` printed nor a live token from "
                 "`outpost token create` (unknown, revoked or mistyped)"
             )
-        expires = _aware(row.expires_at)
+        expires = as_utc(row.expires_at)
         if expires is not None and expires <= utcnow():
             raise Unauthorized(f"token {row.name!r} expired at {expires.isoformat()}; create a new one")
         groups = frozenset(json.loads(row.groups_json)) if row.groups_json else None
@@ -77,12 +73,12 @@ class Authenticator:
 
 
 def _view(t: ApiToken) -> dict[str, Any]:
-    expires = _aware(t.expires_at)
+    expires = as_utc(t.expires_at)
     return {
         "name": t.name,
         "role": t.role,
         "groups": json.loads(t.groups_json) if t.groups_json else None,
-        "created_at": _aware(t.created_at).isoformat() if t.created_at else None,  # type: ignore[union-attr]
+        "created_at": as_utc(t.created_at).isoformat() if t.created_at else None,  # type: ignore[union-attr]
         "expires_at": expires.isoformat() if expires else None,
         "expired": bool(expires and expires <= utcnow()),
         "created_by": t.created_by,

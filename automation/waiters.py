@@ -65,7 +65,6 @@ class DispatchStats:
 
     claims: int = 0  # claim statements run (by polls and on their behalf)
     handed: int = 0  # polls answered with jobs
-    parked: int = 0  # polls parked now
 
 
 class Dispatcher:
@@ -74,14 +73,12 @@ class Dispatcher:
         self._recheck_s = recheck_s
         self._groups: dict[str, _Group] = {}
         self._ids = itertools.count()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._recheck: asyncio.Task[None] | None = None
         self.stats = DispatchStats()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
         self._recheck = loop.create_task(self._recheck_loop(), name="dispatch-recheck")
 
     async def close(self) -> None:
@@ -102,7 +99,7 @@ class Dispatcher:
         return {
             "claims": self.stats.claims,
             "handed": self.stats.handed,
-            "parked": self.stats.parked,
+            "parked": sum(len(g.waiters) for g in self._groups.values()),
             "groups": {name: len(g.waiters) for name, g in sorted(self._groups.items()) if g.waiters},
         }
 
@@ -142,7 +139,6 @@ class Dispatcher:
         waiter = _Waiter(claim, loop.create_future(), loop.time() + hold_s, gone)
         key = next(self._ids)
         group.waiters[key] = waiter
-        self.stats.parked += 1
         if group.kicks != kicks:  # a wake-up came while we claimed: it may have found no one parked
             self.kick(group_name, 1)
         try:
@@ -154,7 +150,6 @@ class Dispatcher:
         finally:
             if group.waiters.pop(key, None) is not None and not waiter.future.done():
                 waiter.future.cancel()  # the poll itself was cancelled (shutdown)
-            self.stats.parked -= 1
 
     def kick(self, group_name: str, jobs: float = 1) -> None:
         """`jobs` were queued for the group (math.inf: look until the queue is empty). Loop thread only."""
@@ -167,10 +162,6 @@ class Dispatcher:
         group.pending += jobs
         if group.task is None or group.task.done():
             group.task = asyncio.get_running_loop().create_task(self._serve(group))
-
-    def kick_threadsafe(self, group_name: str, jobs: float = 1) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.kick, group_name, jobs)
 
     # -- serving -----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from sqlmodel import select
 from automation import jobs, lifecycle, runbooks, secrets
 from automation.context import ControlPlane
 from automation.errors import STORE, BadRequest, Conflict, ControlPlaneError, NotFound, is_store_outage
-from automation.models import Webhook, WorkerGroup, utcnow
+from automation.models import Webhook, WorkerGroup, as_utc, utcnow
 from outpost.contract import IDEMPOTENCY_HEADER, NAME_RE, JobParam
 
 DEFAULT_EXPIRY = timedelta(days=365)
@@ -46,12 +46,8 @@ class PayloadTooLarge(ControlPlaneError):
     status = 413
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def view(w: Webhook) -> dict[str, Any]:
-    expires = _aware(w.expires_at)
+    expires = as_utc(w.expires_at)
     return {
         "name": w.name,
         "runbook": w.runbook_name,
@@ -60,8 +56,8 @@ def view(w: Webhook) -> dict[str, Any]:
         "enabled": w.enabled,
         "expires_at": expires.isoformat(),
         "expired": expires <= utcnow(),
-        "created_at": _aware(w.created_at).isoformat(),
-        "last_used_at": _aware(w.last_used_at).isoformat() if w.last_used_at else None,
+        "created_at": as_utc(w.created_at).isoformat(),
+        "last_used_at": as_utc(w.last_used_at).isoformat() if w.last_used_at else None,
     }
 
 
@@ -86,7 +82,7 @@ def create(
         raise BadRequest("give either expires_at or expires_in_s, not both")
     if expires_at:
         try:
-            expiry = _aware(datetime.fromisoformat(expires_at)).astimezone(UTC)
+            expiry = as_utc(datetime.fromisoformat(expires_at)).astimezone(UTC)
         except ValueError:
             raise BadRequest(f"expiry {expires_at!r} is not ISO 8601") from None
     elif expires_in_s is not None:
@@ -156,7 +152,7 @@ def lookup(cp: ControlPlane, token: str) -> Webhook:
         raise NotFound(NOT_FOUND)
     with cp.session() as s:
         w = s.exec(select(Webhook).where(Webhook.token_hash == secrets.digest(token))).first()
-    if w is None or not w.enabled or _aware(w.expires_at) <= utcnow():
+    if w is None or not w.enabled or as_utc(w.expires_at) <= utcnow():
         raise NotFound(NOT_FOUND)
     return w
 

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from outpost.http import ApiError, make_client
+from outpost.http import ApiError, make_client, request
 from outpost.names import name_problem
 from outpost.settings import ENV_CA_FILE, ENV_TOKEN, ENV_URL
 
@@ -114,6 +114,17 @@ def print_fields(view: dict[str, Any], keys: Sequence[str] | None = None, width:
     """`key  value` lines for one object (show commands)."""
     for key in keys or list(view):
         console.print(f"[bold]{key:>{width}}[/] {human(view.get(key))}", highlight=False, soft_wrap=True)
+
+
+def set_enabled(
+    kind: str, name: str, enabled: bool, url: str | None, token: str | None, ca_file: str | None, as_json: bool
+) -> None:
+    """`outpost schedule|webhook enable|disable NAME`: one PATCH of `{"enabled": ...}` to /api/v1/<kind>s/NAME."""
+    with admin_client(url, token, ca_file) as client:
+        path = f"/api/v1/{kind}s/{name_path(name, kind)}"
+        response = request(client, "PATCH", path, json={"enabled": enabled})
+    view = response.json() if response.content else {"name": name, "enabled": enabled}
+    done(as_json, view, f"{kind} {name} {'enabled' if enabled else 'disabled'}")
 
 
 def done(as_json: bool, document: dict[str, Any], message: str) -> None:

@@ -20,6 +20,7 @@ from outpost.commands.common import (
     print_fields,
     print_json,
     print_table,
+    set_enabled,
 )
 from outpost.http import request
 
@@ -113,20 +114,12 @@ def show(
         print_fields(view, width=12)
 
 
-def _toggle(name: str, enabled: bool, url: str | None, token: str | None, ca_file: str | None, as_json: bool) -> None:
-    with admin_client(url, token, ca_file) as client:
-        path = f"/api/v1/schedules/{name_path(name, 'schedule')}"
-        response = request(client, "PATCH", path, json={"enabled": enabled})
-    view = response.json() if response.content else {"name": name, "enabled": enabled}
-    done(as_json, view, f"schedule {name} {'enabled' if enabled else 'disabled'}")
-
-
 @app.command("enable")
 def enable(
     name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Enable a schedule (its next run is the next occurrence from now)."""
-    _toggle(name, True, url, token, ca_file, as_json)
+    set_enabled("schedule", name, True, url, token, ca_file, as_json)
 
 
 @app.command("disable")
@@ -134,7 +127,7 @@ def disable(
     name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Disable a schedule."""
-    _toggle(name, False, url, token, ca_file, as_json)
+    set_enabled("schedule", name, False, url, token, ca_file, as_json)
 
 
 @app.command("delete")

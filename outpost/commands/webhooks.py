@@ -20,6 +20,7 @@ from outpost.commands.common import (
     print_fields,
     print_json,
     print_table,
+    set_enabled,
 )
 from outpost.http import request
 
@@ -100,20 +101,12 @@ def delete(
     done(as_json, {"name": name, "deleted": True}, f"webhook {name} deleted")
 
 
-def _toggle(name: str, enabled: bool, url: str | None, token: str | None, ca_file: str | None, as_json: bool) -> None:
-    with admin_client(url, token, ca_file) as client:
-        path = f"/api/v1/webhooks/{name_path(name, 'webhook')}"
-        response = request(client, "PATCH", path, json={"enabled": enabled})
-    view = response.json() if response.content else {"name": name, "enabled": enabled}
-    done(as_json, view, f"webhook {name} {'enabled' if enabled else 'disabled'}")
-
-
 @app.command("enable")
 def enable(
     name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Enable a webhook: its URL starts jobs again."""
-    _toggle(name, True, url, token, ca_file, as_json)
+    set_enabled("webhook", name, True, url, token, ca_file, as_json)
 
 
 @app.command("disable")
@@ -121,4 +114,4 @@ def disable(
     name: str, url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Disable a webhook: its URL is refused until enabled again."""
-    _toggle(name, False, url, token, ca_file, as_json)
+    set_enabled("webhook", name, False, url, token, ca_file, as_json)

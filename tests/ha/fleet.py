@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers.procs import OUTPOST, Server, free_port, wait_until
+from tests.helpers.procs import OUTPOST, Server, free_port, stop_process, wait_until
 
 REPLICA_TOKEN = "opr_test-replica-token"
 COLLECTOR_ADMIN = "opa_test-collector-admin"
@@ -47,13 +47,7 @@ class CollectorProc:
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig, 15)
 
 
 def replica_args(collector: CollectorProc, *more: str) -> list[str]:
