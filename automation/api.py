@@ -220,8 +220,13 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         def check() -> list[c.JobAssignment]:
             return dispatch.claim(cp, identity, max_jobs, held)
 
+        def must_claim() -> bool:
+            return dispatch.unsettled(cp, identity, held)
+
         # Parked in the group's FIFO; served by one claim when a job comes (automation.waiters).
-        jobs = await cp.dispatcher.wait(identity.group, check, wait, gone=request.is_disconnected)
+        jobs = await cp.dispatcher.wait(
+            identity.group, check, wait, gone=request.is_disconnected, must_claim=must_claim
+        )
         cp.observer.on_poll(identity, bool(jobs))
         return _json(c.PollResponse(jobs=jobs)) if jobs else Response(status_code=204)
 

@@ -19,7 +19,9 @@ from automation.queue_sql import HELD
 from outpost.contract import EventAck, EventBatch, JobAssignment, JobParam, LeaseResponse, RunbookType
 from outpost.observer import WorkerIdentity
 
-__all__ = ["HELD", "apply_events", "claim", "renew"]
+__all__ = ["HELD", "apply_events", "claim", "renew", "unsettled"]
+
+unsettled = lifecycle.unsettled  # may a poll skip its claim when the queue is known empty?
 
 
 def claim(

@@ -249,6 +249,19 @@ class Claimed:
     run_as_public_json: str | None
 
 
+def unsettled(cp: ControlPlane, identity: WorkerIdentity, held: Collection[str] | None) -> bool:
+    """Does the worker hold jobs its agent does not list (see `claim`)? A read, no write lock.
+
+    A poll whose group queue is known empty claims only when this says so (`automation.waiters`).
+    """
+    if held is None:
+        return False
+    mine = set(held)
+    with cp.reading() as session:
+        rows = session.connection().execute(queue_sql.HELD_BY, {"holder": identity.worker_id}).all()
+    return any(row.id not in mine for row in rows)
+
+
 def claim(
     cp: ControlPlane,
     identity: WorkerIdentity,

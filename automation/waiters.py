@@ -8,7 +8,10 @@ claims on behalf of the longest-waiting poll, hands it the jobs, moves on to the
 only while there is work announced, and stops at the first empty claim.
 
 - A new poll claims once at once (a backlog drains without waiting for a wake-up),
-  then parks.
+  then parks. When the group's queue is known to be empty (the last claim for it found
+  nothing and no wake-up came since), the poll parks without claiming: a fleet that
+  re-polls every hold costs a cheap read per poll (does this worker hold jobs it must
+  settle?) instead of a write transaction. A job's wake-up ends that knowledge.
 - A wake-up (a job created or re-queued here, or a NOTIFY from another replica) says
   how many jobs it announces; the group task serves that many (a poll takes up to its
   free slots at a time).
@@ -39,6 +42,7 @@ log = logging.getLogger("outpost.dispatch")
 HOLD_JITTER = 0.2
 
 Claim = Callable[[], list[Any]]  # store work: claim for one poll (sync; run through `run`)
+MustClaim = Callable[[], bool]  # store work: must this poll claim although the queue is known empty?
 Runner = Callable[[Claim], Awaitable[list[Any]]]  # how store work runs from async code
 
 
@@ -55,6 +59,7 @@ class _Group:
     waiters: OrderedDict[int, _Waiter] = field(default_factory=OrderedDict)
     pending: float = 0.0  # jobs announced and not yet handed out here
     kicks: int = 0  # bumped by every wake-up: a poll that claimed during one looks again
+    empty_at: int = -1  # `kicks` when a claim last found the queue empty: equal to it, the queue still is
     active: int = 0  # polls inside `wait` (claiming or parked): the group must not be forgotten
     task: asyncio.Task[None] | None = None
 
@@ -64,7 +69,9 @@ class DispatchStats:
     """Counters for tests and benchmarks: claims per job must not grow with the fleet."""
 
     claims: int = 0  # claim statements run (by polls and on their behalf)
-    handed: int = 0  # polls answered with jobs
+    handed: int = 0  # parked polls answered with jobs by a wake-up
+    fresh: int = 0  # polls that found jobs with their own first claim
+    skipped: int = 0  # polls that parked without a claim: the queue was known empty
 
 
 class Dispatcher:
@@ -99,6 +106,8 @@ class Dispatcher:
         return {
             "claims": self.stats.claims,
             "handed": self.stats.handed,
+            "fresh": self.stats.fresh,
+            "skipped": self.stats.skipped,
             "parked": sum(len(g.waiters) for g in self._groups.values()),
             "groups": {name: len(g.waiters) for name, g in sorted(self._groups.items()) if g.waiters},
         }
@@ -111,12 +120,17 @@ class Dispatcher:
         claim: Claim,
         hold_s: float,
         gone: Callable[[], Awaitable[bool]] | None = None,
+        must_claim: MustClaim | None = None,
     ) -> list[Any]:
-        """Jobs for one poll: claim now, else park up to `hold_s` until served. [] on time-out."""
+        """Jobs for one poll: claim now, else park up to `hold_s` until served. [] on time-out.
+
+        `must_claim` (store work) says whether the poll must claim even when the queue is known
+        empty (its worker has jobs to settle); without it, every poll claims first.
+        """
         group = self._groups.setdefault(group_name, _Group())
         group.active += 1
         try:
-            return await self._wait(group_name, group, claim, hold_s, gone)
+            return await self._wait(group_name, group, claim, hold_s, gone, must_claim)
         finally:
             group.active -= 1
 
@@ -127,9 +141,16 @@ class Dispatcher:
         claim: Claim,
         hold_s: float,
         gone: Callable[[], Awaitable[bool]] | None,
+        must_claim: MustClaim | None,
     ) -> list[Any]:
         kicks = group.kicks
-        jobs = await self._claim(claim)
+        if group.empty_at == kicks and must_claim is not None and not await self._run(must_claim):
+            self.stats.skipped += 1
+            jobs: list[Any] = []
+        else:
+            jobs = await self._claim(claim, group, kicks)
+            if jobs:
+                self.stats.fresh += 1
         if jobs or hold_s <= 0:
             return jobs
         # Up to a fifth shorter, at random: a fleet that parked at one moment (a server restart, a
@@ -165,9 +186,13 @@ class Dispatcher:
 
     # -- serving -----------------------------------------------------------------------------
 
-    async def _claim(self, claim: Claim) -> list[Any]:
+    async def _claim(self, claim: Claim, group: _Group, kicks: int) -> list[Any]:
+        """One claim statement; an empty answer, with no wake-up since `kicks`, marks the queue empty."""
         self.stats.claims += 1
-        return await self._run(claim)
+        jobs = await self._run(claim)
+        if not jobs and group.kicks == kicks:
+            group.empty_at = kicks
+        return jobs
 
     async def _serve(self, group: _Group) -> None:
         loop = asyncio.get_running_loop()
@@ -179,7 +204,7 @@ class Dispatcher:
                 waiter.future.set_result([])  # its worker has gone: never claim for a poll nobody reads
                 continue
             try:
-                jobs = await self._claim(waiter.claim)
+                jobs = await self._claim(waiter.claim, group, group.kicks)
             except Exception as exc:  # the poll answers with the store's error (e.g. 503)
                 if not waiter.future.done():
                     waiter.future.set_exception(exc)

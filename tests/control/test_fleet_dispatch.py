@@ -168,3 +168,50 @@ def test_same_name_at_the_same_moment_is_a_conflict_not_a_500(make_server):
         answers = list(pool.map(lambda _: _register(server, "dup", "same"), range(10)))
     codes = sorted(a.status_code for a in answers)
     assert codes.count(201) == 1 and set(codes) <= {201, 409}, [a.text for a in answers]
+
+
+def _poll(client: httpx.Client, server: Server, credential: str, held: list[str], wait: float = 0) -> list[str]:
+    r = client.post(
+        f"{server.url}/api/v1/agent/poll",
+        params={"wait": wait},
+        json={"held": held},
+        headers={"Authorization": f"Bearer {credential}"},
+    )
+    assert r.status_code in (200, 204), r.text
+    return [j["job_id"] for j in r.json()["jobs"]] if r.status_code == 200 else []
+
+
+def test_re_polls_on_an_empty_queue_skip_the_claim_until_a_job_comes(make_server):
+    # A parked fleet re-polls every hold. While the queue is known empty, a poll costs a read
+    # (does its worker hold jobs to settle?), not a claim; a queued job ends that at once.
+    server = make_server()
+    credentials = _register_many(server, "idle", 30)
+    with server.client() as admin, httpx.Client(timeout=30) as client:
+        publish(admin, "noop", "true\n")
+        _poll(client, server, credentials[0], [])  # finds the queue empty
+        before = _dispatch(server)
+        for _ in range(4):
+            for credential in credentials:
+                assert _poll(client, server, credential, []) == []
+        after = _dispatch(server)
+        assert after["claims"] - before["claims"] <= 2  # the group's re-check may run meanwhile
+        assert after["skipped"] - before["skipped"] >= 4 * 30 - 2
+        job = start_job(admin, "noop", group="idle")
+        assert _poll(client, server, credentials[7], []) == [job]  # the wake-up made it claim again
+
+
+def test_a_lost_answer_is_offered_again_while_the_queue_is_known_empty(make_server):
+    # The poll that skips its claim still settles its worker: a job claimed for it whose answer
+    # never arrived (the agent does not list it as held) is offered again, not left Activating.
+    server = make_server()
+    first, other = _register_many(server, "lossy", 2)
+    with server.client() as admin, httpx.Client(timeout=30) as client:
+        publish(admin, "noop", "true\n")
+        job = start_job(admin, "noop", group="lossy")
+        assert _poll(client, server, first, []) == [job]  # ... and the agent never saw this answer
+        assert _poll(client, server, other, []) == []  # the queue is now known empty
+        skipped = _dispatch(server)["skipped"]
+        assert _poll(client, server, other, []) == []
+        assert _dispatch(server)["skipped"] == skipped + 1  # the skip is in force
+        assert _poll(client, server, first, []) == [job]  # re-offered: its worker had it to settle
+        assert _poll(client, server, first, [job]) == []  # held now: nothing more to settle
