@@ -90,6 +90,9 @@ class Agent:
         self.watchdog = Watchdog()
         self._last_status_write = 0.0
         self._in_poll = False
+        # Whether this process's last poll was answered: until then (a start, or a poll that failed
+        # on the wire) the service must compare `held` with what it handed out (PollRequest.settle).
+        self._last_poll_answered = False
         self.run_options = RunOptions(
             work_root=state.dir / "work",
             worker_name=self.registration.name,
@@ -174,8 +177,9 @@ class Agent:
         """Ask for up to `free` jobs (this worker's free slots), holding up to the poll hold time."""
         hold = self.opts.poll_hold_s
         with self._runs_lock:
-            held = PollRequest(held=sorted(self._held)[:MAX_HELD])
+            held = PollRequest(held=sorted(self._held)[:MAX_HELD], settle=not self._last_poll_answered)
         self._in_poll = True
+        self._last_poll_answered = False
         try:
             response = request(
                 self.client,
@@ -193,8 +197,11 @@ class Agent:
             self._in_poll = False
         self._note(last_poll_ok=datetime.now(UTC).isoformat())
         if response.status_code == 204:
+            self._last_poll_answered = True
             return []
-        return PollResponse.model_validate_json(response.content).jobs
+        jobs = PollResponse.model_validate_json(response.content).jobs
+        self._last_poll_answered = True
+        return jobs
 
     def _accept(self, jobs: list[JobAssignment]) -> list[JobAssignment]:
         """Take the poll's jobs into `held`; drop a re-offer of a job already held or already run."""

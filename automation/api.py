@@ -216,12 +216,13 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         body: c.PollRequest | None = None,
     ) -> Response:
         held = body.held if body is not None else None  # None: an agent that does not say what it holds
+        settle = body is None or body.settle  # False: the agent's last poll was answered, nothing to compare
 
         def check() -> list[c.JobAssignment]:
             return dispatch.claim(cp, identity, max_jobs, held)
 
-        def must_claim() -> bool:
-            return dispatch.unsettled(cp, identity, held)
+        async def must_claim() -> bool:
+            return settle and await cp.run(dispatch.unsettled, cp, identity, held)
 
         # Parked in the group's FIFO; served by one claim when a job comes (automation.waiters).
         jobs = await cp.dispatcher.wait(

@@ -42,7 +42,7 @@ log = logging.getLogger("outpost.dispatch")
 HOLD_JITTER = 0.2
 
 Claim = Callable[[], list[Any]]  # store work: claim for one poll (sync; run through `run`)
-MustClaim = Callable[[], bool]  # store work: must this poll claim although the queue is known empty?
+MustClaim = Callable[[], Awaitable[bool]]  # must this poll claim although the queue is known empty?
 Runner = Callable[[Claim], Awaitable[list[Any]]]  # how store work runs from async code
 
 
@@ -124,8 +124,8 @@ class Dispatcher:
     ) -> list[Any]:
         """Jobs for one poll: claim now, else park up to `hold_s` until served. [] on time-out.
 
-        `must_claim` (store work) says whether the poll must claim even when the queue is known
-        empty (its worker has jobs to settle); without it, every poll claims first.
+        `must_claim` says whether the poll must claim even when the queue is known empty (its
+        worker has jobs to settle); without it, every poll claims first.
         """
         group = self._groups.setdefault(group_name, _Group())
         group.active += 1
@@ -144,7 +144,7 @@ class Dispatcher:
         must_claim: MustClaim | None,
     ) -> list[Any]:
         kicks = group.kicks
-        if group.empty_at == kicks and must_claim is not None and not await self._run(must_claim):
+        if group.empty_at == kicks and must_claim is not None and not await must_claim():
             self.stats.skipped += 1
             jobs: list[Any] = []
         else:

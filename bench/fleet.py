@@ -68,6 +68,7 @@ async def _simulate(spec: dict[str, Any]) -> None:
     async def worker(url: str, credential: str, phase: float) -> None:
         headers = {"Authorization": f"Bearer {credential}"}
         polls = 0
+        answered = False  # as the agent: until a poll is answered, the server compares what it holds
         answers: dict[str, int] = {}  # poll answers by status (or error class): a bench that errs says so
         if interval:
             await asyncio.sleep(phase * interval)  # Azure's workers are not in step
@@ -77,9 +78,14 @@ async def _simulate(spec: dict[str, Any]) -> None:
             while not stop.exists() and time.monotonic() < deadline:
                 try:
                     r = await client.post(
-                        f"{url}/api/v1/agent/poll", params={"wait": hold}, json={"held": []}, headers=headers
+                        f"{url}/api/v1/agent/poll",
+                        params={"wait": hold},
+                        json={"held": [], "settle": not answered},
+                        headers=headers,
                     )
+                    answered = r.status_code in (200, 204)
                 except httpx.HTTPError as exc:
+                    answered = False
                     answers[type(exc).__name__] = answers.get(type(exc).__name__, 0) + 1
                     await asyncio.sleep(1)
                     continue

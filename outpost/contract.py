@@ -127,9 +127,14 @@ class PollRequest(BaseModel):
     poll's answer was lost) or died with an earlier agent process on the same state
     directory: the service offers it again or treats the worker as lost for it at once,
     instead of waiting out a lease. `held` omitted (older agents): nothing is re-offered.
+
+    `settle: false` says the agent knows no answer was lost since its last poll (that poll was
+    answered, 200 or 204, by this agent process): the service then skips the comparison,
+    which saves a read on every re-poll of a parked fleet. Omitted: the service compares.
     """
 
     held: list[str] | None = Field(default=None, max_length=MAX_HELD_PER_POLL)
+    settle: bool = True
 
 
 class PollResponse(BaseModel):

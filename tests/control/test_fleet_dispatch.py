@@ -170,11 +170,13 @@ def test_same_name_at_the_same_moment_is_a_conflict_not_a_500(make_server):
     assert codes.count(201) == 1 and set(codes) <= {201, 409}, [a.text for a in answers]
 
 
-def _poll(client: httpx.Client, server: Server, credential: str, held: list[str], wait: float = 0) -> list[str]:
+def _poll(
+    client: httpx.Client, server: Server, credential: str, held: list[str], wait: float = 0, settle: bool = True
+) -> list[str]:
     r = client.post(
         f"{server.url}/api/v1/agent/poll",
         params={"wait": wait},
-        json={"held": held},
+        json={"held": held, "settle": settle},
         headers={"Authorization": f"Bearer {credential}"},
     )
     assert r.status_code in (200, 204), r.text
@@ -213,5 +215,7 @@ def test_a_lost_answer_is_offered_again_while_the_queue_is_known_empty(make_serv
         skipped = _dispatch(server)["skipped"]
         assert _poll(client, server, other, []) == []
         assert _dispatch(server)["skipped"] == skipped + 1  # the skip is in force
+        # An agent whose last poll was answered says so (settle: false): the comparison is skipped.
+        assert _poll(client, server, first, [], settle=False) == []
         assert _poll(client, server, first, []) == [job]  # re-offered: its worker had it to settle
         assert _poll(client, server, first, [job]) == []  # held now: nothing more to settle

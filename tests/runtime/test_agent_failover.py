@@ -66,19 +66,26 @@ def test_every_poll_lists_the_jobs_the_agent_holds(server, make_agent):
         with server.client() as c:
             publish(c, "nap", "sleep 3\necho done\n")
             job_id = start_job(c, "nap")
-            wait_until(lambda: any(p["body"] == {"held": [job_id]} for p in proxy.polls), 30, 0.1, "a poll holding it")
+            wait_until(lambda: any(_held(p) == [job_id] for p in proxy.polls), 30, 0.1, "a poll holding it")
             job = wait_job(c, job_id, timeout=30)
             assert job["status"] == "Completed" and outputs(c, job_id) == ["done"]
             ended = time.monotonic()
             wait_until(
-                lambda: any(p["at"] > ended + 1.5 and p["body"] == {"held": []} for p in proxy.polls),
+                lambda: any(p["at"] > ended + 1.5 and _held(p) == [] for p in proxy.polls),
                 15,
                 0.1,
                 "a poll after the job that holds nothing",
             )
         assert all(p["body"] is not None and "held" in p["body"] for p in proxy.polls)
+        # The first poll of the process asks the server to compare; answered polls say there is no need.
+        assert proxy.polls[0]["body"]["settle"] is True
+        assert any(p["body"]["settle"] is False for p in proxy.polls[1:])
     finally:
         proxy.close()
+
+
+def _held(poll: dict) -> list[str] | None:
+    return (poll["body"] or {}).get("held")
 
 
 @pytest.mark.postgres
