@@ -123,8 +123,9 @@ class Session:
         except duckdb_kql.KqlUnsupportedError as exc:
             raise unsupported(exc) from None
         except duckdb_kql.KqlSchemaError as exc:
-            hint = f": {exc.hint}" if exc.hint else ""
-            raise UnknownColumnError(f"unknown or ambiguous column '{exc.name}'{hint}") from None
+            if exc.hint:  # e.g. two columns that differ only in case, which DuckDB cannot keep apart
+                raise QueryError(f"schema error at '{exc.name}': {exc.hint}") from None
+            raise UnknownColumnError(f"unknown column '{exc.name}'") from None
         except duckdb_kql.KqlError as exc:
             raise QueryError(str(exc)) from None
         if result.unbound:

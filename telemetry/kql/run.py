@@ -96,7 +96,7 @@ def _run(
     tree, visualization = take_render(tree)
     rewriter = Rewriter()
     session = Session(cursor, tables, now or datetime.now(UTC).replace(tzinfo=None), budget, rewriter)
-    tree = rewriter.simple(tree)
+    user_tree, tree = tree, rewriter.simple(tree)
     masked = lexical.mask(tree.query)
     kb.probe_calls(tree.query, masked, session.sql_length, session.check_deadline)
     kb.probe_lets(tree.query, masked, session.sql_length, session.check_deadline)
@@ -104,7 +104,7 @@ def _run(
         sql, params = session.translate(rewriter(session, tree.query, tree))
         cur = session.run_sql(sql, params)
     except UnknownColumnError as exc:
-        raise explain_unknown_column(session, tree, exc) from None
+        raise explain_unknown_column(session, user_tree, exc) from None
     columns = [(d[0], kusto_type(str(d[1]))) for d in cur.description or []]
     rows: list[list[Any]] = []
     size = 0
