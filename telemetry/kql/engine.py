@@ -8,9 +8,8 @@ the user can act on (`explain_duckdb_error`), never as raw library text alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import duckdb_kql
@@ -37,7 +36,11 @@ ALTERNATIVES = {
     "take_any": "use min() or max() when any value will do",
 }
 
-Rewriter = Callable[["Session", str], str]
+
+class Rewriter(Protocol):
+    def __call__(self, session: Session, query: str) -> str: ...
+
+    def charge_sql(self, total: int) -> None: ...
 
 
 def parse(query: str) -> Tree:
@@ -97,7 +100,8 @@ class Session:
         self.rewriter = rewriter
         self.temp: dict[str, list[str]] = {}
         self.counter = 0
-        self.probed = False  # the budget's probes run once, on the user's query
+        self._columns: dict[str, list[tuple[str, str]]] = {}
+        self.sql_total = 0  # SQL translated for this query, rewrites' sub-queries included
 
     def schema(self) -> dict[str, list[str]]:
         return {**self.tables, **self.temp}
@@ -132,6 +136,8 @@ class Session:
             raise QueryError(f"query parameters without a value: {', '.join(result.unbound)}")
         sql = str(result)
         kb.check_sql_size(sql, query)
+        self.sql_total += len(sql)
+        self.rewriter.charge_sql(self.sql_total)
         return kb.guard_ranges(sql), dict(result.parameters)
 
     def sql_length(self, query: str) -> int | None:
@@ -156,11 +162,14 @@ class Session:
         return self.run_sql(sql, params)
 
     def columns(self, lets: str, prefix: str) -> list[tuple[str, str]]:
-        """Names and DuckDB types of what *prefix* (a pipeline) produces."""
-        cur = self.execute(f"{lets}{prefix}\n| take 0")
-        desc = cur.description or []
-        cur.fetchall()
-        return [(d[0], str(d[1])) for d in desc]
+        """Names and DuckDB types of what *prefix* (a pipeline) produces (asked once per pipeline)."""
+        key = f"{lets}{prefix}"
+        if key not in self._columns:
+            cur = self.execute(f"{lets}{prefix}\n| take 0")
+            desc = cur.description or []
+            cur.fetchall()
+            self._columns[key] = [(d[0], str(d[1])) for d in desc]
+        return self._columns[key]
 
     def materialize(self, query: str) -> str:
         """Run *query* into a temp table of this session; return its name."""

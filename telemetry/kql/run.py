@@ -95,6 +95,7 @@ def _run(
     check_tables(tree, tables)
     tree, visualization = take_render(tree)
     rewriter = Rewriter()
+    rewriter.original = tree.query
     session = Session(cursor, tables, now or datetime.now(UTC).replace(tzinfo=None), budget, rewriter)
     user_tree, tree = tree, rewriter.simple(tree)
     masked = lexical.mask(tree.query)

@@ -149,6 +149,11 @@ class Tree:
             raise ValueError("not inside a piped operator")
         pipe = piped.parentCtx
         stmt = ancestor(pipe, "Statement")
+        # Operators that keep their input's columns can be skipped when asking for the columns.
+        stages = rule_children(pipe)
+        i = next(k for k, c in enumerate(stages) if c is piped)
+        while i > 1 and rule(core(rule_children(stages[i - 1])[-1])) in KEEP_COLUMNS:
+            i -= 1
         return Operator(
             query=self.query,
             pipe_start=start(pipe),
@@ -156,7 +161,11 @@ class Tree:
             op_start=start(piped) + 1,
             op_end=end(piped),
             statement_start=start(stmt) if stmt is not None else 0,
+            columns_bar=start(stages[i]),
         )
+
+
+KEEP_COLUMNS = frozenset({"WhereOperator", "TakeOperator", "SortOperator", "TopOperator", "SampleOperator"})
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,12 @@ class Operator:
     op_start: int
     op_end: int
     statement_start: int  # the statements before this one (its `let`s) end here
+    columns_bar: int  # where the stages before `bar` that keep their input's columns begin
+
+    @property
+    def columns_prefix(self) -> str:
+        """The shortest pipeline before this operator with the same columns as `prefix`."""
+        return self.query[self.pipe_start : self.columns_bar].rstrip()
 
     @property
     def lets(self) -> str:

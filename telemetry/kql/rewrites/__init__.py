@@ -9,8 +9,9 @@ Two kinds of rewrite:
   query text. The construct earliest in the text goes first, so its input has no gaps left.
 
 `FINAL` edits run once, at the end (they append to operators other rewrites may have replaced).
-Every pass and every application is counted against the session's `MAX_REWRITES`: a query that
-needs more is refused as too complex, with the construct and position where the budget ran out.
+Every pass and every application is counted against `MAX_REWRITES`, and every re-parse against
+`MAX_PARSED_CHARS` (sub-queries included): a query that needs more is refused as too complex,
+with the construct and position where the budget ran out.
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ WITH_SCHEMA: tuple[ModuleType, ...] = (
     summarize_lift,
 )
 FINAL: tuple[ModuleType, ...] = (make_list_dynamic,)
-MAX_REWRITES = 64  # passes + applications for one query, its sub-queries included
+MAX_REWRITES = 32  # passes + applications for one query, its sub-queries included
+# Each step re-parses its query (ANTLR in Python: ~35 µs a character once warm), so the budget
+# counts characters parsed too (the published queries need at most 6 steps and 19 K characters).
+MAX_PARSED_CHARS = 60_000
+# DuckDB binds the SQL of every sub-query a rewrite runs (`| take 0` for columns, materialized
+# inputs): ~30 µs a character for `has`-heavy SQL, so the sum is bounded too (the largest published
+# query needs 142 K: 10.kql).
+MAX_SESSION_SQL = 600_000
 
 
 def name(module: ModuleType) -> str:
@@ -59,24 +67,45 @@ def name(module: ModuleType) -> str:
 
 
 class Rewriter:
-    """Rewrites for one query (one session); `work` counts what was spent across re-entries."""
+    """Rewrites for one query (one session); what was spent is counted across re-entries."""
 
-    def __init__(self, limit: int = MAX_REWRITES) -> None:
+    def __init__(self, limit: int = MAX_REWRITES, max_chars: int = MAX_PARSED_CHARS) -> None:
         self.limit = limit
-        self.work = 0
+        self.max_chars = max_chars
+        self.steps = 0
+        self.parsed = 0
+        self.original = ""  # the user's query (after comments are blanked)
+        self._at: tuple[str, int, str] = ("", 0, "the query")  # (query, position, construct) of the last step
 
     def spend(self, query: str, pos: int, what: str) -> None:
-        self.work += 1
-        if self.work > self.limit:
-            line, col = line_col(query, pos)
-            raise QueryTooComplexError(
-                f"query too complex to rewrite: more than {self.limit} rewrite steps"
-                f" (the budget ran out at {what}, line {line}, column {col})",
-                line=line,
-                column=col,
+        self.steps += 1
+        self._at = (query, pos, what)
+        if self.steps > self.limit:
+            raise self._too_complex(f"more than {self.limit} rewrite steps")
+
+    def _too_complex(self, why: str) -> QueryTooComplexError:
+        query, pos, what = self._at
+        if query != self.original:  # positions in rewritten text mean nothing to the user
+            return QueryTooComplexError(
+                f"query too complex to rewrite: {why} (the budget ran out at {what}, after {self.steps} steps);"
+                " split it into smaller queries"
             )
+        line, col = line_col(query, pos)
+        return QueryTooComplexError(
+            f"query too complex to rewrite: {why} (the budget ran out at {what}, line {line}, column {col});"
+            " split it into smaller queries",
+            line=line,
+            column=col,
+        )
+
+    def charge_sql(self, total: int) -> None:
+        if total > MAX_SESSION_SQL:
+            raise self._too_complex(f"its rewrites translated more than {MAX_SESSION_SQL // 1000} K characters of SQL")
 
     def reparse(self, query: str, after: str) -> Tree:
+        self.parsed += len(query)
+        if self.parsed > self.max_chars:
+            raise self._too_complex(f"rewriting needed more than {self.max_chars // 1000} K characters of parsing")
         try:
             return Tree(query)
         except Exception as exc:  # noqa: BLE001 - the rewrite's own output must parse; say whose it was
@@ -92,6 +121,7 @@ class Rewriter:
             tree = self.reparse(apply_edits(tree.query, edits), "a call")
 
     def __call__(self, session: Session, query: str, tree: Tree | None = None) -> str:
+        self.original = self.original or query
         tree = self.simple(tree or self.reparse(query, "the query"))
         while True:
             found = [(start(n), m, n) for m in WITH_SCHEMA if (n := m.find(tree)) is not None]
@@ -104,4 +134,4 @@ class Rewriter:
         return apply_edits(tree.query, edits) if edits else tree.query
 
 
-__all__ = ["MAX_REWRITES", "Rewriter"]
+__all__ = ["MAX_PARSED_CHARS", "MAX_REWRITES", "Rewriter"]

@@ -18,6 +18,6 @@ def find(tree: Tree) -> Node | None:
 
 def apply(s: Session, tree: Tree, node: Node) -> str:
     op = tree.operator(node)
-    cols = [c for c, _ in s.columns(op.lets, op.prefix)]
+    cols = [c for c, _ in s.columns(op.lets, op.columns_prefix)]
     args = ", ".join(f"{string_literal(c)}, {quote_ident(c)}" for c in cols)
     return tree.query[: start(node)] + f"bag_pack({args})" + tree.query[end(node) :]

@@ -25,7 +25,7 @@ def find(tree: Tree) -> Node | None:
 
 def apply(s: Session, tree: Tree, node: Node) -> str:
     op = tree.operator(node)
-    cols = [c for c, _ in s.columns(op.lets, op.prefix)]
+    cols = [c for c, _ in s.columns(op.lets, op.columns_prefix)]
     ordered: list[str] = []
     for spec in rule_children(node):
         if rule(spec) == "WildcardedName":

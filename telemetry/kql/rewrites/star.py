@@ -26,7 +26,7 @@ def apply(s: Session, tree: Tree, node: Node) -> str:
     else:
         operator, rhs = [t for t in tokens(node) if t != "*"][0], tree.text(kids[-1]).strip()
     op = tree.operator(node)
-    cols = [c for c, _ in s.columns(op.lets, op.prefix)]
+    cols = [c for c, _ in s.columns(op.lets, op.columns_prefix)]
     if not cols:
         expr = "false"
     else:
