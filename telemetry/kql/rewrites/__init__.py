@@ -23,6 +23,8 @@ from telemetry.kql.errors import QueryTooComplexError, QueryUnsupportedError
 from telemetry.kql.rewrites import (
     aliases,
     bin_at,
+    functions,
+    ipv4,
     make_list_dynamic,
     make_series,
     minmaxif,
@@ -40,7 +42,7 @@ from telemetry.kql.tree import Tree, apply_edits, line_col, start
 if TYPE_CHECKING:
     from telemetry.kql.engine import Session
 
-SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, bin_at, strcat, named_call)
+SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, bin_at, functions, ipv4, strcat, named_call)
 WITH_SCHEMA: tuple[ModuleType, ...] = (
     make_series,
     project_reorder,

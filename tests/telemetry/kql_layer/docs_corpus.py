@@ -70,6 +70,8 @@ def _sdk_value(value: Any, ktype: str) -> Any:
             return datetime.fromisoformat(m.group(1)) + timedelta(
                 microseconds=int((m.group(2) or "")[:6].ljust(6, "0"))
             )
+    if ktype == "real" and value in ("NaN", "Infinity", "-Infinity"):
+        return float(value.replace("Infinity", "inf"))
     if ktype == "timespan" and isinstance(value, str):
         m = re.fullmatch(r"(-)?(?:(\d+)\.)?(\d+):(\d+):(\d+)(?:\.(\d+))?", value)
         if m:

@@ -185,7 +185,65 @@ MAKE_SERIES: list[Case] = [
     ),
 ]
 
+
+def suffix(ip: str) -> str:
+    return f"coalesce(toint(extract('/([0-9]{{1,2}})$', 1, \"{ip}\")), 32)"
+
+
+IPV4: list[Case] = [
+    (
+        'print s = ipv4_netmask_suffix("127.0.0.1/16")',
+        f'print s = iff(isnull(parse_ipv4("127.0.0.1/16")), int(null), {suffix("127.0.0.1/16")})',
+        [[16]],
+    ),
+    (
+        'print r = ipv4_is_in_range("192.168.1.1", "192.168.1.255/24")',
+        'print r = (binary_shift_right(parse_ipv4("192.168.1.1"), 32 - ({s})) =='
+        ' binary_shift_right(parse_ipv4("192.168.1.255/24"), 32 - ({s})))'.format(s=suffix("192.168.1.255/24")),
+        [[True]],
+    ),
+]
+# The rest of the family: the rows only (the spelled-out text is the same helpers as above).
+IPV4_ROWS = [
+    ('print a = ipv4_compare("192.168.1.1/24", "192.168.1.255"), b = ipv4_compare("10.0.0.2", "10.0.0.1")', [[0, 1]]),
+    (
+        'print b = ipv4_compare("192.168.1.1", "192.168.1.0", 31), c = ipv4_compare("192.168.1.1", "192.168.1.0", 32)',
+        [[0, 1]],
+    ),
+    (
+        'print m = ipv4_is_match("192.168.1.1/30", "192.168.1.255/24"), n = ipv4_is_match("10.0.0.1", "10.0.0.2")',
+        [[True, False]],
+    ),
+    ('print r = ipv4_is_in_any_range("127.0.0.1", dynamic(["127.0.0.1", "192.168.1.1"]))', [[True]]),
+    ("print r = ipv4_is_in_any_range('192.168.1.6', '10.0.0.1/8', '127.1.0.1/16')", [[False]]),
+    (
+        'T | project p = ipv4_is_private(strcat("192.168.", N, ".1/24")), q = ipv4_is_private("127.0.0.1") | take 1',
+        [[True, False]],
+    ),
+]
+
+FUNCTIONS: list[Case] = [
+    (
+        "print m = make_datetime(2017, 10, 1, 12, 10)",
+        "print m = make_datetime(2017, 10, 1, 12, 10, 0)",
+        [["2017-10-01T12:10:00.0000000Z"]],
+    ),
+    ('print p = split("a_b_c", "_", 1)', 'print p = pack_array(split("a_b_c", "_")[1])', [[["b"]]]),
+    (
+        'print r = strrep("ab", 3, "-")',
+        'print r = substring(strrep(strcat("ab", "-"), 3), 0, (3) * strlen(strcat("ab", "-")) - strlen("-"))',
+        [["ab-ab-ab"]],
+    ),
+    (
+        "print t = unixtime_milliseconds_todatetime(1500)",
+        "print t = (datetime(1970-01-01) + (1500) * 1ms)",
+        [["1970-01-01T00:00:01.5000000Z"]],
+    ),
+]
+
 ALL = {
+    "ipv4": IPV4,
+    "functions": FUNCTIONS,
     "aliases": ALIASES,
     "bin_at": BIN_AT_CASES,
     "strcat": STRCAT,
@@ -207,6 +265,12 @@ PARAMS = [
 def test_rewrite(query: str, want_kql: str, want_rows: list[list[Any]]) -> None:
     assert after_lets(rewritten(T + query)) == want_kql
     assert canon(rows(T + query)) == canon(want_rows)
+
+
+@pytest.mark.parametrize(("query", "want_rows"), IPV4_ROWS)
+def test_ipv4_family(query: str, want_rows: list[list[Any]]) -> None:
+    assert "ipv4_" not in after_lets(rewritten(T + query)).replace("parse_ipv4", "")
+    assert rows(T + query) == want_rows
 
 
 def test_every_rewrite_module_has_cases() -> None:
