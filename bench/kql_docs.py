@@ -27,7 +27,7 @@ from tests.telemetry.kql_layer import docs_corpus as dc  # noqa: E402
 
 
 def failure_class(detail: str) -> str:
-    m = re.search(r"unsupported: ([^:( ]+)", detail)
+    m = re.search(r"unsupported: ([^ (]+)", detail)
     if m:
         return f"unsupported {m.group(1)}"
     return re.sub(r"'[^']*'|\[.*", "…", detail.split(":")[0] if "Error" in detail[:30] else detail)[:60]

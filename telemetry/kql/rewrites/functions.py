@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from telemetry.kql.tree import Edit, Tree, call_name, end, start
 
+# (unit, factor) for datetime_add: `epoch + n * 1ms` overflows DuckDB's 32-bit interval multiply.
 UNIXTIME = {
-    "unixtime_seconds_todatetime": "1s",
-    "unixtime_milliseconds_todatetime": "1ms",
-    "unixtime_microseconds_todatetime": "1microsecond",
+    "unixtime_seconds_todatetime": ("millisecond", " * 1000"),
+    "unixtime_milliseconds_todatetime": ("microsecond", " * 1000"),
+    "unixtime_microseconds_todatetime": ("microsecond", ""),
 }
 NAMES = ("make_datetime", "split", "strrep", *UNIXTIME)
 
@@ -28,7 +29,8 @@ def _expand(fn: str, a: list[str]) -> str | None:
         unit = f"strcat({a[0]}, {a[2]})"
         return f"substring(strrep({unit}, {a[1]}), 0, ({a[1]}) * strlen({unit}) - strlen({a[2]}))"
     if fn in UNIXTIME and len(a) == 1:
-        return f"(datetime(1970-01-01) + ({a[0]}) * {UNIXTIME[fn]})"
+        unit, factor = UNIXTIME[fn]
+        return f"datetime_add('{unit}', tolong(({a[0]}){factor}), datetime(1970-01-01))"
     return None
 
 

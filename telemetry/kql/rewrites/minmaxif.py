@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from telemetry.kql.errors import QueryError, QueryUnsupportedError
-from telemetry.kql.tree import Node, Tree, call_name, end, start
+from telemetry.kql.tree import Node, Tree, bare_name, call_name, core, end, rule, start
 
 if TYPE_CHECKING:
     from telemetry.kql.engine import Session
 
+DEFAULT_PREFIX = {"minif": "minif_", "maxif": "maxif_", "make_list_if": "list_", "make_set_if": "set_"}
 PLAIN = {"minif": "min", "maxif": "max", "make_list_if": "make_list", "make_set_if": "make_set"}
 TYPED_NULL = {
     "TIMESTAMP": "datetime(null)",
@@ -48,4 +49,12 @@ def apply(s: Session, tree: Tree, node: Node) -> str:
     if not null:
         raise QueryUnsupportedError(f"{fn}() over a {duck or 'unknown'} value is not supported")
     extra = f", {args[2]}" if len(args) == 3 else ""
-    return tree.query[: start(node)] + f"{agg}(iff(({pred}), ({value}), {null}){extra})" + tree.query[end(node) :]
+    text = f"{agg}(iff(({pred}), ({value}), {null}){extra})"
+    item = node.parentCtx
+    while item is not None and rule(item) != "NamedExpression":
+        item = item.parentCtx
+    column = bare_name(tree, tree.args(node)[0])
+    if item is not None and core(item) is node and tree.named(item)[0] is None and column:
+        # Kusto names `summarize make_list_if(name, ...)` `list_name`: keep that name
+        text = f"{DEFAULT_PREFIX[fn]}{column} = {text}"
+    return tree.query[: start(node)] + text + tree.query[end(node) :]

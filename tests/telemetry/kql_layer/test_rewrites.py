@@ -236,8 +236,13 @@ FUNCTIONS: list[Case] = [
     ),
     (
         "print t = unixtime_milliseconds_todatetime(1500)",
-        "print t = (datetime(1970-01-01) + (1500) * 1ms)",
+        "print t = datetime_add('microsecond', tolong((1500) * 1000), datetime(1970-01-01))",
         [["1970-01-01T00:00:01.5000000Z"]],
+    ),
+    (
+        "print t = unixtime_microseconds_todatetime(1546300800000000)",
+        "print t = datetime_add('microsecond', tolong((1546300800000000)), datetime(1970-01-01))",
+        [["2019-01-01T00:00:00.0000000Z"]],
     ),
 ]
 
