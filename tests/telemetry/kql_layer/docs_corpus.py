@@ -31,7 +31,7 @@ from telemetry import kql
 from telemetry.collector import Collector
 
 CORPUS = Path(__file__).resolve().parents[3] / "../shared/conformance/kusto-docs"
-CASE_TIMEOUT_S = 10.0
+CASE_TIMEOUT_S = 5.0
 GEO = re.compile(r"\bgeo_\w+\s*\(")
 
 
