@@ -17,6 +17,7 @@ from telemetry.kql.errors import (
     QueryError,
     QueryResourceError,
     QueryTimeoutError,
+    QueryTooComplexError,
     QueryUnsupportedError,
     UnknownColumnError,
     UnknownTableError,
@@ -98,14 +99,21 @@ def _run(
     rewriter.original = tree.query
     session = Session(cursor, tables, now or datetime.now(UTC).replace(tzinfo=None), budget, rewriter)
     user_tree, tree = tree, rewriter.simple(tree)
-    masked = lexical.mask(tree.query)
-    kb.probe_calls(tree.query, masked, session.sql_length, session.check_deadline)
-    kb.probe_lets(tree.query, masked, session.sql_length, session.check_deadline)
+    changed = tree.query != user_tree.query
     try:
+        masked = lexical.mask(tree.query)
+        kb.probe_calls(tree.query, masked, session.sql_length, session.check_deadline)
+        kb.probe_lets(tree.query, masked, session.sql_length, session.check_deadline)
         sql, params = session.translate(rewriter(session, tree.query, tree))
         cur = session.run_sql(sql, params)
     except UnknownColumnError as exc:
         raise explain_unknown_column(session, user_tree, exc) from None
+    except QueryTooComplexError as exc:
+        if not changed or exc.line is None:
+            raise
+        # Measured on the rewritten text: its position would point into text the user never wrote.
+        why = exc.message.split(": ", 1)[-1]
+        raise QueryTooComplexError(f"query too complex (after Outpost's rewrites of it): {why}") from None
     columns = [(d[0], kusto_type(str(d[1]))) for d in cur.description or []]
     rows: list[list[Any]] = []
     size = 0

@@ -4,12 +4,13 @@
 - `split(s, d, i)`: the i-th part, as a one-element array (as Kusto returns it);
 - `strrep(s, n, delimiter)`: n copies joined by *delimiter*;
 - `unixtime_seconds_todatetime`, `unixtime_milliseconds_todatetime`,
-  `unixtime_microseconds_todatetime`: the epoch plus that many units.
+  `unixtime_microseconds_todatetime`: the epoch plus that many units;
+- the aggregates `variancep(x)` and `stdevp(x)`: from the sample variance and the count.
 """
 
 from __future__ import annotations
 
-from telemetry.kql.tree import Edit, Tree, call_name, end, start
+from telemetry.kql.tree import Edit, Node, Tree, bare_name, call_name, core, end, rule, start
 
 # (unit, factor) for datetime_add: `epoch + n * 1ms` overflows DuckDB's 32-bit interval multiply.
 UNIXTIME = {
@@ -18,6 +19,7 @@ UNIXTIME = {
     "unixtime_microseconds_todatetime": ("microsecond", ""),
 }
 NAMES = ("make_datetime", "split", "strrep", *UNIXTIME)
+POPULATION = ("variancep", "stdevp")  # aggregates: the sample statistic, rescaled
 
 
 def _expand(fn: str, a: list[str]) -> str | None:
@@ -34,8 +36,34 @@ def _expand(fn: str, a: list[str]) -> str | None:
     return None
 
 
+def _population(tree: Tree, call: Node) -> str | None:
+    """`variancep(x)` = variance(x) * (n - 1) / n over the non-null x; `stdevp` its square root.
+
+    The result wraps aggregates in a scalar, which `summarize_lift` then lifts; an unnamed item
+    keeps Kusto's name (`variancep_x`).
+    """
+    fn, args = call_name(call), tree.arg_texts(call)
+    if len(args) != 1:
+        return None
+    x = args[0]
+    n = f"countif(isnotnull({x}))"
+    text = f"(variance({x}) * ({n} - 1) / {n})"
+    text = f"sqrt{text}" if fn == "stdevp" else text
+    item = call.parentCtx
+    while item is not None and rule(item) != "NamedExpression":
+        item = item.parentCtx
+    column = bare_name(tree, tree.args(call)[0])
+    if item is not None and core(item) is call and tree.named(item)[0] is None and column:
+        text = f"{fn}_{column} = {text}"
+    return text
+
+
 def edits(tree: Tree) -> list[Edit]:
     out = []
+    for call in tree.calls(*POPULATION):
+        text = _population(tree, call)
+        if text is not None:
+            out.append(Edit(start(call), end(call), text))
     for call in tree.calls(*NAMES):
         text = _expand(call_name(call), tree.arg_texts(call))
         if text is not None:

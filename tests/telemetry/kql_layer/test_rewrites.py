@@ -246,6 +246,17 @@ FUNCTIONS: list[Case] = [
     ),
 ]
 
+FUNCTIONS += [
+    (
+        "T | summarize stdevp(N)",
+        "T | summarize __outpost_agg0_0 = variance(N), __outpost_agg0_1 = countif(isnotnull(N)),"
+        " __outpost_agg0_2 = countif(isnotnull(N))\n"
+        "| extend stdevp_N = sqrt(__outpost_agg0_0 * (__outpost_agg0_1 - 1) / __outpost_agg0_2)\n"
+        "| project-away __outpost_agg0_0, __outpost_agg0_1, __outpost_agg0_2\n",
+        [[1.632993161855452]],
+    ),
+]
+
 ALL = {
     "ipv4": IPV4,
     "functions": FUNCTIONS,
