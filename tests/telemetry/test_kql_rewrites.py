@@ -1,4 +1,7 @@
-"""Outpost's KQL rewrites around duckdb-kql give Kusto's answers (and keep generated SQL small)."""
+"""Outpost's KQL rewrites around duckdb-kql give Kusto's answers (and keep generated SQL small).
+
+Each rewrite's own table of cases is tests/telemetry/kql_layer/test_rewrites.py; these run through the collector.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from telemetry import kql
 from telemetry.collector import Collector
 
 
@@ -16,16 +18,6 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     c = Collector(tmp_path_factory.mktemp("rewrites"))
     yield c
     c.close()
-
-
-def test_nested_strcat_is_flattened_and_distributed() -> None:
-    q = "print strcat('> ', strcat(case(a < 2m, strcat(toint(a / 1s), ' s'), strcat(toint(a / 1m), ' m')), ' ago'))"
-    assert kql._rewrite_strcat(q) == (
-        "print case(a < 2m, strcat('> ',toint(a / 1s), ' s', ' ago'), strcat('> ',toint(a / 1m), ' m', ' ago'))"
-    )
-    # a non-trivial neighbour argument is not duplicated into the branches
-    q = "print strcat(tolower(x), iff(y, 'a', 'b'))"
-    assert kql._rewrite_strcat(q) == q
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,15 @@
-"""Small text tools for rewriting KQL without a second parser.
+"""Lexical tools that work where no parse tree can: before parsing, and on generated SQL.
 
-The query layer fills duckdb-kql's gaps by rewriting query *text*. To do that
-safely it works on a masked copy in which string literals and comments are
-blanked out (same length), so a `|` or `(` inside a string can never be taken
-for syntax, and positions in the mask are positions in the original.
+The budget checks a query's shape (bracket nesting, number length) *before* the recursive
+parser sees it, and guards `generate_series` in the translated SQL; both read a masked copy
+in which string literals and comments are blanked out (same length), so a `(` inside a string
+is never taken for syntax. Rewrites of KQL never use these: they work on the parse tree
+(`tree.py`). `quote_ident` / `string_literal` spell names and strings that rewrites emit.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -91,110 +91,6 @@ def split_top(masked: str, start: int, end: int, sep: str = ",") -> list[tuple[i
             seg = i + 1
     spans.append((seg, end))
     return spans
-
-
-def depth_at(masked: str, start: int, pos: int) -> int:
-    depth = 0
-    for i in range(start, pos):
-        ch = masked[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-    return depth
-
-
-@dataclass(frozen=True)
-class Operator:
-    """One pipeline operator around a position: its span and its pipeline's start."""
-
-    pipeline_start: int  # first char of the pipeline's source expression
-    start: int  # first char after the `|` introducing this operator (or pipeline_start)
-    end: int  # exclusive: the next depth-0 `|`, `;`, unmatched `)` or end of text
-    statement_start: int  # start of the enclosing top-level statement (for its `let`s)
-
-
-def pipeline_start(masked: str, pos: int) -> int:
-    """Start of the pipeline that contains *pos* (after `(`, `;` or `let x =`)."""
-    depth = 0
-    i = pos - 1
-    while i >= 0:
-        ch = masked[i]
-        if ch in ")]}":
-            depth += 1
-        elif ch in "([{":
-            if depth == 0:
-                break
-            depth -= 1
-        elif ch == ";" and depth == 0:
-            break
-        i -= 1
-    start = i + 1
-    m = re.match(r"\s*let\s+[A-Za-z_][A-Za-z0-9_]*\s*=\s*", masked[start:pos])
-    if m:
-        start += m.end()
-    m = re.match(r"\s*materialize\s*\(", masked[start:pos])
-    if m:  # `let X = materialize(<pipeline>)`: the pipeline is inside
-        start += m.end()
-    while start < pos and masked[start].isspace():
-        start += 1
-    return start
-
-
-def operator_at(masked: str, pos: int) -> Operator:
-    start = pipeline_start(masked, pos)
-    # the last depth-0 `|` between the pipeline start and pos
-    op_start = start
-    depth = 0
-    for i in range(start, pos):
-        ch = masked[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "|" and depth == 0:
-            op_start = i + 1
-    end = operator_end(masked, pos)
-    return Operator(start, op_start, end, statement_start(masked, start))
-
-
-def operator_end(masked: str, pos: int) -> int:
-    depth = 0
-    for i in range(pos, len(masked)):
-        ch = masked[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            if depth == 0:
-                return i
-            depth -= 1
-        elif ch in "|;" and depth == 0:
-            return i
-    return len(masked)
-
-
-def statement_start(masked: str, pos: int) -> int:
-    """Start of the top-level (depth 0 overall) statement containing *pos*."""
-    depth = 0
-    last = 0
-    for i in range(0, pos):
-        ch = masked[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == ";" and depth == 0:
-            last = i + 1
-    return last
-
-
-def find_calls(masked: str, name: str) -> list[tuple[int, int, int]]:
-    """(name_start, open_paren, close_paren) of every call to *name* (case-sensitive, as KQL)."""
-    found = []
-    for m in re.finditer(rf"(?<![A-Za-z0-9_.$-]){re.escape(name)}\s*\(", masked):
-        open_pos = m.end() - 1
-        found.append((m.start(), open_pos, match_paren(masked, open_pos)))
-    return found
 
 
 def quote_ident(name: str) -> str:

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from telemetry import kqltext as kt
-from telemetry.kqlerrors import QuerySyntaxError, QueryTooComplexError
+from telemetry.kql import lexical as kt
+from telemetry.kql.errors import QuerySyntaxError, QueryTooComplexError
 
 MAX_NESTING = 32  # brackets; the ANTLR parser recurses ~16 frames a level and fails near 60
 MAX_NUMBER_CHARS = 50  # a long is 19 digits; a real rarely needs more than 20
