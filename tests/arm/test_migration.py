@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 
+import httpx
 import pytest
 from azure.mgmt.automation.models import (
     CredentialCreateOrUpdateParameters,
@@ -154,6 +155,29 @@ def test_a_migration_script_runs_unchanged(arm: Arm):
     client.hybrid_runbook_worker_group.create(
         RG, ACCOUNT, "linux", HybridRunbookWorkerGroupCreateOrUpdateParameters(properties={})
     )
+
+    # 7. A webhook: generateUri, create with it, invoke it with a POST: the job runs.
+    uri = client.webhook.generate_uri(RG, ACCOUNT)
+    assert uri.startswith(f"{arm.server.url}/webhooks?token=")
+    hook = client.webhook.create_or_update(
+        RG,
+        ACCOUNT,
+        "deploy-hook",
+        {
+            "name": "deploy-hook",
+            "properties": {"uri": uri, "isEnabled": True, "runbook": {"name": "hello"}, "runOn": "linux"},
+        },
+    )
+    assert hook.properties.uri == uri and hook.properties.is_enabled
+    assert client.webhook.get(RG, ACCOUNT, "deploy-hook").properties.uri is None  # the token is not kept
+    fired = httpx.post(uri, json={"release": "1.2"}, verify=arm.server.verify(), timeout=30)
+    assert fired.status_code == 202, fired.text
+    hook_job = fired.json()["JobIds"][0]
+    assert wait_status(client, hook_job, FINAL).properties.status == "Completed"
+    data = json.loads(client.job.get_output(RG, ACCOUNT, hook_job).removeprefix("hello "))  # WebhookData: argv[1]
+    assert data["WebhookName"] == "deploy-hook" and json.loads(data["RequestBody"]) == {"release": "1.2"}
+    client.webhook.update(RG, ACCOUNT, "deploy-hook", {"properties": {"isEnabled": False}})
+    assert httpx.post(uri, verify=arm.server.verify(), timeout=30).status_code == 404
 
     account = client.automation_account.get(RG, ACCOUNT)
     assert account.properties.automation_hybrid_service_url == arm.server.url
