@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from automation.arm import accounts, assets, errors, jobs, runbooks, webhooks, workers
+from automation.arm import accounts, assets, errors, jobs, runbooks, schedules, webhooks, workers
 from automation.arm.envelope import NAMESPACE, account_dependency
 from automation.arm.errors import ArmError
 from automation.auth import Role, RoleChecks
@@ -65,6 +65,7 @@ def build(cp: ControlPlane, roles: RoleChecks) -> FastAPI:
     app.include_router(workers.router(cp, read, admin))
     app.include_router(assets.router(cp, read, author, admin))
     app.include_router(webhooks.router(cp, read, author))
+    app.include_router(schedules.router(cp, read, author))
     app.include_router(unsupported_router(roles[Role.READER]))  # last: only what nothing above matched
     annotate_openapi(app)  # each route's role, which the audit trail reads
     return app

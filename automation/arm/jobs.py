@@ -27,7 +27,7 @@ from automation.arm.paging import Clause, compare, listing, page_size, parse_fil
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict
 from automation.lifecycle import JobRecord
-from automation.models import ArmJobName, utcnow
+from automation.models import ArmJobName, as_utc, utcnow
 from outpost.contract import NAME_RE, JobParam, JobStatus, StreamType
 
 NAMES = ArmJobName.__table__  # type: ignore[attr-defined]
@@ -187,7 +187,7 @@ def list_page(cp: ControlPlane, acct: Account, request: Request) -> dict[str, An
     if token:
         created, _, job_id = token.partition("|")
         try:
-            after = datetime.fromisoformat(created)
+            after = as_utc(datetime.fromisoformat(created))
         except ValueError:
             raise BadRequest(f"$skiptoken {token!r} is not one this server gave out; start the listing again") from None
         query = query.where(or_(_job.created_at < after, and_(_job.created_at == after, _job.id < job_id)))

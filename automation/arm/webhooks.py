@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from automation import webhooks
+from automation import jobs, webhooks
 from automation.arm.envelope import ACCOUNT_PATH, Account, AccountDependency, iso
 from automation.arm.errors import ArmError
 from automation.arm.paging import page_in_memory
@@ -109,7 +109,7 @@ def router(cp: ControlPlane, read: AccountDependency, author: AccountDependency)
             webhookName,
             props.runbook.name,
             props.runOn,
-            [JobParam(name=k, value=v) for k, v in (props.parameters or {}).items()],
+            jobs.azure_positional([JobParam(name=k, value=v) for k, v in (props.parameters or {}).items()]),
             expires_at=props.expiryTime,
             enabled=props.isEnabled if props.isEnabled is not None else True,
             token=token,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from azure.mgmt.automation.models import (
 )
 
 from tests.arm.conftest import ACCOUNT, RG, Arm
-from tests.helpers.procs import cli
+from tests.helpers.procs import cli, wait_until
 
 FINAL = ("Completed", "Failed", "Stopped", "Suspended")
 HELLO = 'import sys\nprint("hello", *sys.argv[1:])\nprint("WARNING: this goes to the Warning stream")\n'
@@ -178,6 +179,26 @@ def test_a_migration_script_runs_unchanged(arm: Arm):
     assert data["WebhookName"] == "deploy-hook" and json.loads(data["RequestBody"]) == {"release": "1.2"}
     client.webhook.update(RG, ACCOUNT, "deploy-hook", {"properties": {"isEnabled": False}})
     assert httpx.post(uri, verify=arm.server.verify(), timeout=30).status_code == 404
+
+    # 8. A schedule, linked to the runbook by a job schedule, fires.
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    schedule = {"name": "soon", "properties": {"startTime": soon, "frequency": "OneTime", "timeZone": "UTC"}}
+    assert client.schedule.create_or_update(RG, ACCOUNT, "soon", schedule).properties.frequency == "OneTime"
+    link_id = str(uuid.uuid4())
+    link = {"properties": {"schedule": {"name": "soon"}, "runbook": {"name": "hello"}, "runOn": "linux",
+                           "parameters": {"[PARAMETER 1]": "scheduled"}}}  # fmt: skip
+    assert client.job_schedule.create(RG, ACCOUNT, link_id, link).properties.job_schedule_id == link_id
+    assert link_id in [j.name for j in client.job_schedule.list_by_automation_account(RG, ACCOUNT)]
+    since = f"properties/runbook/name eq 'hello' and properties/creationTime ge {soon}"
+
+    def scheduled_job() -> str | None:
+        found = list(client.job.list_by_automation_account(RG, ACCOUNT, filter=since))
+        return found[0].name if found else None
+
+    fired_name = wait_until(scheduled_job, 30, 0.5, "the schedule's job")
+    assert wait_status(client, fired_name, FINAL).properties.status == "Completed"
+    assert client.job.get_output(RG, ACCOUNT, fired_name).strip() == "hello scheduled"
+    assert client.schedule.get(RG, ACCOUNT, "soon").properties.next_run is None  # one time: done
 
     account = client.automation_account.get(RG, ACCOUNT)
     assert account.properties.automation_hybrid_service_url == arm.server.url
