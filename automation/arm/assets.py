@@ -78,6 +78,8 @@ def _decoded(value: Any) -> Any:
         raise BadRequest('properties.value is a JSON-encoded string, as Azure stores it: e.g. "\\"eu-west\\"" or "42"')
     try:
         return json.loads(value)
+    except RecursionError:  # nested deeper than the parser goes: far past assets.MAX_VALUE_DEPTH
+        raise BadRequest(f"properties.value nests too deep; at most {assets.MAX_VALUE_DEPTH} levels") from None
     except ValueError:
         raise BadRequest(
             f"properties.value {value[:60]!r} is not JSON-encoded: Azure variables hold JSON, so a text is "

@@ -200,3 +200,41 @@ def test_lists_page_with_next_links(ready: Arm):
     }
     with arm.server.client() as c:  # an agent stops at once only when it runs nothing
         assert all(wait_job(c, job_id)["status"] == "Completed" for job_id in ids)
+
+
+HOSTILE_BODIES: list[Any] = [
+    [],
+    "text",
+    None,
+    {"properties": []},
+    {"properties": {"runbookType": 5, "runbook": "x", "runOn": ["g"], "value": {"a": 1}, "parameters": [1]}},
+    {"properties": {"frequency": "Day", "startTime": "not a time", "interval": True, "timeZone": "Mars/Olympus"}},
+    {"properties": {"schedule": {"name": "x" * 300}, "runbook": {"name": "../x"}, "runOn": "\x00"}},
+    {"properties": {"uri": "https://h/webhooks?token=opwh_forged", "runbook": {"name": "hello"}, "runOn": "linux"}},
+    {"properties": {"base64Value": "!!!", "userName": "", "password": 1, "connectionType": {"name": "../x"}}},
+    {"properties": {"value": "[" * 5000 + "]" * 5000}},
+]
+KINDS = [
+    "runbooks/r1", "runbooks/r1/draft/content", "jobs/j1", "jobs", "variables/v1", "credentials/c1",
+    "certificates/c1", "connections/c1", "hybridRunbookWorkerGroups/g1", "webhooks/w1", "schedules/s1",
+    f"jobSchedules/{uuid.UUID(int=1)}", "jobs/j1/streams", "jobs/%00", "runbooks/" + "a" * 300,
+]  # fmt: skip
+
+
+def test_hostile_input_gets_a_4xx_in_arm_shape(ready: Arm):
+    """Junk bodies, names and filters on every kind of resource: a 4xx (or a success, or 501 for an
+    operation not served), never a 500."""
+    with ready.raw() as raw:
+        for kind in KINDS:
+            for method in ("PUT", "PATCH"):
+                for body in HOSTILE_BODIES:
+                    r = raw.request(method, ready.path(f"/{kind}"), json=body)
+                    if r.status_code >= 400:
+                        assert set(r.json()) == {"error"}, (method, kind, r.text)
+                    unserved = r.status_code == 501 and r.json()["error"]["code"] == "NotImplemented"
+                    assert r.status_code < 500 or unserved, (method, kind, body, r.status_code, r.text)
+            for params in ({"$filter": "properties/time ge 'x' and"}, {"$skiptoken": "x|y"}, {"$top": "-1"}):
+                r = raw.get(ready.path(f"/{kind}"), params=params)
+                assert r.status_code < 500, (kind, params, r.status_code, r.text)
+        r = raw.put(ready.path("/runbooks/r1/draft/content"), content=b"\xff\xfe not utf-8")
+        assert r.status_code in (400, 404) and set(r.json()) == {"error"}
