@@ -17,7 +17,7 @@ from azure.core.exceptions import (
 
 from tests.arm.conftest import ACCOUNT, RG, Arm
 from tests.helpers.api import publish, wait_job
-from tests.helpers.procs import wait_until
+from tests.helpers.procs import cli, wait_until
 
 
 def arm_error(r: httpx.Response, status: int, code: str) -> str:
@@ -54,6 +54,7 @@ def test_unknown_things_and_bad_input(ready: Arm):
     e = raises(HttpResponseError, "NoRegisteredProviderFound", lambda: old.runbook.get(RG, ACCOUNT, "hello"))
     assert e.status_code == 400 and "2024-10-23" in e.message
     assert arm.sdk(api_version="2019-06-01").runbook.get(RG, ACCOUNT, "hello").name == "hello"
+    assert sdk.runbook.get(RG, ACCOUNT.upper(), "hello").name == "hello"  # ARM compares names without case
 
     # An unpublished runbook: no job, no published content.
     start = {"properties": {"runbook": {"name": "draft-only"}, "runOn": "linux"}}
@@ -238,3 +239,11 @@ def test_hostile_input_gets_a_4xx_in_arm_shape(ready: Arm):
                 assert r.status_code < 500, (kind, params, r.status_code, r.text)
         r = raw.put(ready.path("/runbooks/r1/draft/content"), content=b"\xff\xfe not utf-8")
         assert r.status_code in (400, 404) and set(r.json()) == {"error"}
+
+
+def test_an_account_name_azure_would_refuse_stops_the_server_start(tmp_path):
+    result = cli("server", "--account-name", "my_account!", "--data-dir", str(tmp_path / "d"), "--port", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--account-name 'my_account!'" in lines[0] and "6-50" in lines[0], result.stderr
+    assert "admin token" not in result.stdout
