@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from automation.arm import accounts, assets, errors, jobs, runbooks, schedules, webhooks, workers
 from automation.arm.envelope import NAMESPACE, account_dependency
 from automation.arm.errors import ArmError
+from automation.arm.paths import CanonicalPath
 from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
 from automation.roles import Principal, annotate_openapi
@@ -58,6 +59,7 @@ def unsupported_router(reader: object) -> APIRouter:
 def build(cp: ControlPlane, roles: RoleChecks) -> FastAPI:
     app = FastAPI(title="Outpost: Microsoft.Automation", openapi_url=None, docs_url=None, redoc_url=None)
     errors.install(app)
+    app.add_middleware(CanonicalPath)  # type: ignore[arg-type]
     read, operate, author, admin = (account_dependency(cp, roles[x]) for x in Role)
     app.include_router(accounts.router(cp, read, roles[Role.READER]))
     app.include_router(runbooks.router(cp, read, author))

@@ -55,6 +55,9 @@ def test_unknown_things_and_bad_input(ready: Arm):
     assert e.status_code == 400 and "2024-10-23" in e.message
     assert arm.sdk(api_version="2019-06-01").runbook.get(RG, ACCOUNT, "hello").name == "hello"
     assert sdk.runbook.get(RG, ACCOUNT.upper(), "hello").name == "hello"  # ARM compares names without case
+    with arm.raw() as raw:  # ... and paths: resource ids often come lower-cased
+        r = raw.get(arm.path("/runbooks/hello").lower())
+        assert r.status_code == 200 and r.json()["id"] == arm.path("/runbooks/hello"), r.text
 
     # An unpublished runbook: no job, no published content.
     start = {"properties": {"runbook": {"name": "draft-only"}, "runOn": "linux"}}
