@@ -210,6 +210,17 @@ def test_a_migration_script_runs_unchanged(arm: Arm):
     assert json.loads(shown.stdout)["status"] == "Completed"
     with arm.server.client() as c:
         assert c.get("/api/v1/assets/variables/region").json()["value"] == "eu-west"
+        logs = (
+            f"AzureDiagnostics | where Category == 'JobLogs' and JobId_g == '{job.properties.job_id}' "
+            "| where ResultType == 'Completed' | project RunbookName_s, RunOn_s"
+        )
+
+        def job_logs() -> list | None:
+            answer = c.post("/api/v1/query", json={"query": logs}).json()
+            rows = answer["tables"][0]["rows"] if answer.get("tables") else answer.get("rows", [])
+            return rows or None
+
+        assert wait_until(job_logs, 30, 0.5, "the job's JobLogs row") == [["hello", "linux"]]
         assert c.get("/api/v1/groups").json()[0]["run_as_credential"] is None
         # ... and a job started through /api/v1 is readable through ARM by its id.
         other = c.post("/api/v1/jobs", json={"runbook": "hello", "run_on": "linux", "params": [{"value": "cli"}]})
