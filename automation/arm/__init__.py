@@ -18,7 +18,7 @@ from automation.arm.errors import ArmError
 from automation.arm.paths import CanonicalPath
 from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
-from automation.roles import Principal, annotate_openapi
+from automation.roles import Principal, RoleCheck, annotate_openapi
 
 PREFIX = "/subscriptions"
 _ACTIONS = {"GET": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete", "POST": "action"}
@@ -38,7 +38,7 @@ def operation_name(method: str, path: str) -> str:
     return "/".join([*types, action])
 
 
-def unsupported_router(reader: object) -> APIRouter:
+def unsupported_router(reader: RoleCheck) -> APIRouter:
     r = APIRouter()
 
     @r.api_route("/{path:path}", methods=["GET", "PUT", "PATCH", "DELETE", "POST", "HEAD"])

@@ -242,6 +242,8 @@ def test_hostile_input_gets_a_4xx_in_arm_shape(ready: Arm):
                 assert r.status_code < 500, (kind, params, r.status_code, r.text)
         r = raw.put(ready.path("/runbooks/r1/draft/content"), content=b"\xff\xfe not utf-8")
         assert r.status_code in (400, 404) and set(r.json()) == {"error"}
+        big = raw.put(ready.path("/runbooks/hello/draft/content"), content=b"x" * (9 * 1024 * 1024))
+        arm_error(big, 413, "RequestEntityTooLarge")
 
 
 def test_an_account_name_azure_would_refuse_stops_the_server_start(tmp_path):
