@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0007"
-# 0006 is another branch's; whichever merges second points its down_revision at the other.
+# Branch sandbox adds 0006 (job resources) on 0005 too: whichever merges second points down_revision at the other.
 down_revision = "0005"
 branch_labels = None
 depends_on = None
