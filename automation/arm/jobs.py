@@ -270,7 +270,12 @@ def streams_page(cp: ControlPlane, job_path: str, job: JobRecord, request: Reque
         raise BadRequest(f"$skiptoken {token!r} is not one this server gave out; start the listing again")
     size = page_size(request)
     page = jobs.streams(cp, job.id, int(token) if token else -1, size, stream)
-    kept = [r for r in page if all(compare(datetime.fromisoformat(r["time"]), c.op, c.value) for c in times)]  # type: ignore[arg-type]
+
+    def wanted(record: dict[str, Any]) -> bool:
+        at = as_utc(datetime.fromisoformat(record["time"]))
+        return all(compare(at, c.op, c.value) for c in times)  # type: ignore[arg-type]
+
+    kept = [r for r in page if wanted(r)]
     more = len(page) == size
     return listing(request, [_stream(job_path, r) for r in kept], str(page[-1]["seq"]) if more else None)
 
