@@ -94,6 +94,10 @@ def test_a_migration_script_runs_unchanged(arm: Arm):
     assert [s.properties.stream_text for s in warnings] == ["this goes to the Warning stream"]
     every = list(client.job_stream.list_by_job(RG, ACCOUNT, job_name))
     assert {s.properties.stream_type for s in every} >= {"Output", "Warning"}
+    later = (job.properties.end_time + timedelta(minutes=1)).isoformat()
+    assert list(client.job_stream.list_by_job(RG, ACCOUNT, job_name, filter=f"properties/time ge {later}")) == []
+    earlier = f"properties/streamType eq 'Output' and properties/time ge {job.properties.creation_time.isoformat()}"
+    assert len(list(client.job_stream.list_by_job(RG, ACCOUNT, job_name, filter=earlier))) == 1
     one = client.job_stream.get(RG, ACCOUNT, job_name, warnings[0].properties.job_stream_id)
     assert one.properties.stream_text == "this goes to the Warning stream"
 
