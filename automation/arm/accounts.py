@@ -10,6 +10,8 @@ from automation.arm.envelope import ACCOUNT_PATH, NAMESPACE, Account, AccountDep
 from automation.context import ControlPlane
 from automation.roles import Principal, RoleCheck
 
+DEFAULT_GROUP = "outpost"
+
 
 def account_resource(cp: ControlPlane, request: Request, sub: str, rg: str) -> dict[str, Any]:
     url = request.url
@@ -49,5 +51,11 @@ def router(cp: ControlPlane, read: AccountDependency, reader: RoleCheck) -> APIR
     ) -> dict[str, Any]:
         check_api_version(request.query_params.get("api-version"))
         return {"value": [account_resource(cp, request, subscriptionId, resourceGroupName)], "nextLink": None}
+
+    @r.get("/{subscriptionId}/providers/Microsoft.Automation/automationAccounts")
+    def list_in_subscription(request: Request, subscriptionId: str, _: Principal = Depends(reader)) -> dict[str, Any]:
+        check_api_version(request.query_params.get("api-version"))
+        # The account belongs to no resource group of its own: its id names the default one.
+        return {"value": [account_resource(cp, request, subscriptionId, DEFAULT_GROUP)], "nextLink": None}
 
     return r

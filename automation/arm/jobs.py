@@ -314,6 +314,10 @@ def router(cp: ControlPlane, read: AccountDependency, operate: AccountDependency
         jobs.stop(cp, job.id)
         return Response(status_code=200)
 
+    @r.get("/{jobName}/runbookContent")
+    def job_runbook_content(jobName: str, acct: Account = Depends(read)) -> PlainTextResponse:
+        return PlainTextResponse(job_for(acct, jobName, "")[1].content)  # the version the job ran
+
     @r.get("/{jobName}/output")
     def job_output(jobName: str, acct: Account = Depends(operate)) -> PlainTextResponse:
         _, job = job_for(acct, jobName, "read job output")

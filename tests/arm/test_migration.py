@@ -204,6 +204,9 @@ def test_a_migration_script_runs_unchanged(arm: Arm):
     assert client.job.get_output(RG, ACCOUNT, fired_name).strip() == "hello scheduled"
     assert client.schedule.get(RG, ACCOUNT, "soon").properties.next_run is None  # one time: done
 
+    assert client.job.get_runbook_content(RG, ACCOUNT, job_name) == HELLO
+    assert [a.name for a in client.automation_account.list()] == [ACCOUNT]
+    assert [a.name for a in client.automation_account.list_by_resource_group(RG)] == [ACCOUNT]
     account = client.automation_account.get(RG, ACCOUNT)
     assert account.properties.automation_hybrid_service_url == arm.server.url
 
