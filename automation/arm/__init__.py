@@ -58,6 +58,7 @@ def unsupported_router(reader: RoleCheck) -> APIRouter:
 
 def build(cp: ControlPlane, roles: RoleChecks) -> FastAPI:
     app = FastAPI(title="Outpost: Microsoft.Automation", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.public_url = cp.public_url  # the links it answers with (automation.arm.paging.public_url)
     errors.install(app)
     app.add_middleware(CanonicalPath)  # type: ignore[arg-type]
     read, operate, author, admin = (account_dependency(cp, roles[x]) for x in Role)

@@ -13,15 +13,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
+from starlette.datastructures import URL
 
 from automation.errors import BadRequest
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 _OPS = ("eq", "ne", "ge", "gt", "le", "lt")
+
+
+def public_url(request: Request, url: URL) -> str:
+    """`url` as clients reach this server: behind a TLS-terminating proxy the request says http, and
+    azure-core refuses to follow an http link with a token. `--public-url` says what clients use."""
+    base = getattr(request.app.state, "public_url", None)
+    if base:
+        parts = urlsplit(base)
+        url = url.replace(scheme=parts.scheme, netloc=parts.netloc)
+    return str(url)
 
 
 def page_size(request: Request) -> int:
@@ -43,7 +54,7 @@ def listing(request: Request, value: list[dict[str, Any]], token: str | None) ->
     if token is not None:
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "$skiptoken"]
         params.append(("$skiptoken", token))
-        body["nextLink"] = str(request.url.replace(query=urlencode(params)))
+        body["nextLink"] = public_url(request, request.url.replace(query=urlencode(params)))
     return body
 
 

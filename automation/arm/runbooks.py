@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from automation import runbooks
 from automation.arm.envelope import ACCOUNT_PATH, Account, AccountDependency, iso
 from automation.arm.errors import ArmError
-from automation.arm.paging import page_in_memory
+from automation.arm.paging import page_in_memory, public_url
 from automation.context import ControlPlane
 from automation.errors import BadRequest
 
@@ -92,7 +92,7 @@ def resource(acct: Account, view: dict[str, Any]) -> dict[str, Any]:
 def _same_url_then(request: Request, suffix: str) -> str:
     """The request's URL with `suffix` cut off its path: where a Location poll reads the result."""
     url = request.url
-    return str(url.replace(path=url.path[: -len(suffix)] if suffix else url.path))
+    return public_url(request, url.replace(path=url.path[: -len(suffix)] if suffix else url.path))
 
 
 def router(cp: ControlPlane, read: AccountDependency, author: AccountDependency) -> APIRouter:

@@ -252,3 +252,19 @@ def test_an_account_name_azure_would_refuse_stops_the_server_start(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--account-name 'my_account!'" in lines[0] and "6-50" in lines[0], result.stderr
     assert "admin token" not in result.stdout
+
+
+def test_links_name_the_public_url_behind_a_proxy(make_server):
+    """Behind a TLS-terminating proxy the server is called over http: its links must still be the
+    https URL clients use (azure-core follows no http link with a token)."""
+    public = "https://outpost.example:8443"
+    server = make_server(extra=["--public-url", public])
+    base = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Automation/automationAccounts/outpost"
+    with server.client() as c:
+        v = {"api-version": "2024-10-23"}
+        assert c.put(f"{base}/runbooks/r", params=v, json={"properties": {"runbookType": "Bash"}}).status_code == 201
+        assert c.put(f"{base}/runbooks/s", params=v, json={"properties": {"runbookType": "Bash"}}).status_code == 201
+        upload = c.put(f"{base}/runbooks/r/draft/content", params=v, content=b"true\n")
+        assert upload.status_code == 202 and upload.headers["Location"].startswith(f"{public}{base}/runbooks/r/draft")
+        page = c.get(f"{base}/runbooks", params={**v, "$top": "1"}).json()
+        assert page["nextLink"].startswith(f"{public}{base}/runbooks?")
