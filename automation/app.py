@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from automation import api, db, middleware, runtime_api, secrets, tokens_api
+from automation import api, arm, db, middleware, runtime_api, secrets, tokens_api
 from automation.audit import AuditTrail
 from automation.auth import RoleChecks, role_checks, worker_dependency
 from automation.background import Background
@@ -90,6 +90,7 @@ def create_app(
     if extra_routers is not None:
         for router in extra_routers(roles, require_worker):
             app.include_router(router)
+    app.mount(arm.PREFIX, arm.build(cp, roles))  # the Azure-compatible door, with ARM's error shapes
     app.add_middleware(AuditTrail, cp=cp)  # type: ignore[arg-type]
     annotate_openapi(app, require_worker)
     return app

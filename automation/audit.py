@@ -1,6 +1,6 @@
 """One AuditEvent row per change made through the API, naming the token that made it.
 
-ASGI middleware: after a POST/PUT/PATCH/DELETE under /api/v1 (not the agent routes, and
+ASGI middleware: after a POST/PUT/PATCH/DELETE under /api/v1 or the ARM API (not the agent routes, and
 not reader routes such as `POST /api/v1/query`) answers, it reports the route, the path and
 the caller's token name (set by its RoleCheck) to the observer, which writes `AzureDiagnostics` rows with
 `Category == "AuditEvent"` and `Caller_s` = the token's name. Refused calls are
@@ -20,6 +20,7 @@ from outpost import contract as c
 log = logging.getLogger("outpost.server")
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _AGENT = f"{c.API}/agent/"
+_DOORS = (c.API, "/subscriptions/")  # /api/v1 and the Azure-compatible API (automation/arm)
 
 
 class AuditTrail:
@@ -29,7 +30,7 @@ class AuditTrail:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if scope["type"] != "http" or scope.get("method") not in _CHANGES or not path.startswith(c.API):
+        if scope["type"] != "http" or scope.get("method") not in _CHANGES or not path.startswith(_DOORS):
             await self.app(scope, receive, send)
             return
         if path.startswith(_AGENT):

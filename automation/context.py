@@ -33,6 +33,7 @@ class ControlPlane:
     poll_hold_s: float = LONG_POLL_HOLD_S
     public_url: str | None = None
     region: str | None = None
+    account_name: str = "outpost"  # the one Automation account the ARM API serves (automation/arm)
     # Parked long-polls per group, served FIFO (automation.waiters); group wake-ups go to it.
     dispatcher: Dispatcher = field(init=False, repr=False)
 

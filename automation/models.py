@@ -200,3 +200,32 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     created_by: str = Field(default="", max_length=128)
+
+
+class ArmJobName(SQLModel, table=True):
+    """The name an ARM client gave a job in `PUT .../jobs/{jobName}` (migration 0007; automation/arm).
+
+    In the store, not in memory: a script that started a job on one replica reads it by name on
+    another, or after a restart. Jobs started through other doors are named by their id.
+    """
+
+    __tablename__ = "arm_job_name"
+    name: str = Field(primary_key=True, max_length=128)
+    job_id: str = Field(max_length=36, index=True, unique=True)  # no FK: as job_stream's readers, history only
+    request_hash: str = Field(max_length=64)  # what was asked: a repeated PUT is told from a reused name
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ArmSchedule(SQLModel, table=True):
+    """An ARM schedule (`PUT .../schedules/{name}`; migration 0007; automation/arm).
+
+    On Azure a schedule exists before a job schedule links it to a runbook; an Outpost schedule
+    always names its runbook. The definition waits here until `PUT jobSchedules/{id}` makes the
+    Outpost schedule of the same name, and records the job schedule's id, which the client chose.
+    """
+
+    __tablename__ = "arm_schedule"
+    name: str = Field(primary_key=True, max_length=128)
+    definition_json: str = Field(sa_column=Column(Text, nullable=False))
+    job_schedule_id: str | None = Field(default=None, max_length=36, index=True, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from automation.context import ControlPlane
 from automation.errors import BadRequest, NotFound
-from automation.models import Runbook, utcnow
+from automation.models import Runbook, as_utc, utcnow
 from outpost.contract import NAME_RE, RunbookType
 
 MAX_RUNBOOK_BYTES = 4 * 1024 * 1024
@@ -27,6 +27,7 @@ def _view(rb: Runbook, with_content: bool = False) -> dict[str, Any]:
         "published_at": rb.published_at.isoformat() if rb.published_at else None,
         "draft_updated_at": rb.draft_updated_at.isoformat() if rb.draft_updated_at else None,
         "retry_on_worker_loss": rb.retry_on_worker_loss,
+        "created_at": as_utc(rb.created_at).isoformat(),
     }
     if with_content:
         view["draft_content"] = rb.draft_content
@@ -51,12 +52,7 @@ def save_draft(
 ) -> dict[str, Any]:
     if not NAME_RE.match(name):
         raise BadRequest(f"invalid runbook name {name!r}: use letters, digits, '.', '_' or '-'")
-    try:
-        RunbookType(runbook_type)
-    except ValueError:
-        raise BadRequest(
-            f"unknown runbook type {runbook_type!r}: use one of {', '.join(t.value for t in RunbookType)}"
-        ) from None
+    _check_type(runbook_type)
     if len(content.encode()) > MAX_RUNBOOK_BYTES:
         raise BadRequest(f"runbook content exceeds {MAX_RUNBOOK_BYTES // 1024 // 1024} MiB")
     with cp.session() as s:
@@ -74,6 +70,36 @@ def save_draft(
         s.commit()
         s.refresh(rb)
         return _view(rb)
+
+
+def _check_type(runbook_type: str) -> None:
+    try:
+        RunbookType(runbook_type)
+    except ValueError:
+        raise BadRequest(
+            f"unknown runbook type {runbook_type!r}: use one of {', '.join(t.value for t in RunbookType)}"
+        ) from None
+
+
+def define(
+    cp: ControlPlane, name: str, runbook_type: str, description: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Create a runbook with an empty draft, or change an existing one's type and description and
+    keep its content (ARM's `PUT runbooks/{name}`: content comes separately). -> (view, created)."""
+    with cp.reading() as s:
+        exists = s.exec(select(Runbook.id).where(Runbook.name == name)).first() is not None
+    if not exists:
+        return save_draft(cp, name, runbook_type, "", description), True
+    _check_type(runbook_type)
+    with cp.session() as s:
+        rb = _get(s, name)
+        rb.runbook_type = runbook_type
+        if description is not None:
+            rb.description = description[:512]
+        s.add(rb)
+        s.commit()
+        s.refresh(rb)
+        return _view(rb), False
 
 
 def publish(cp: ControlPlane, name: str) -> dict[str, Any]:

@@ -186,8 +186,7 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         view, token = webhooks.create(
             cp, name, body.runbook, body.run_on, body.params, body.expires_at, body.expires_in_s, body.enabled
         )
-        base = (cp.public_url or str(request.base_url)).rstrip("/")
-        return {**view, "token": token, "url": f"{base}{c.WEBHOOKS}?token={token}"}
+        return {**view, "token": token, "url": webhooks.url_for(cp.public_url or str(request.base_url), token)}
 
     @r.get("/webhooks", tags=["webhooks"], dependencies=[READ])
     def list_webhooks() -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from automation import jobs, lifecycle, runbooks, secrets
 from automation.context import ControlPlane
 from automation.errors import STORE, BadRequest, Conflict, ControlPlaneError, NotFound, is_store_outage
 from automation.models import Webhook, WorkerGroup, as_utc, utcnow
-from outpost.contract import IDEMPOTENCY_HEADER, NAME_RE, JobParam
+from outpost.contract import IDEMPOTENCY_HEADER, NAME_RE, WEBHOOKS, JobParam
 
 DEFAULT_EXPIRY = timedelta(days=365)
 MAX_EXPIRY = timedelta(days=10 * 365)
@@ -38,6 +39,8 @@ MAX_EXPIRY = timedelta(days=10 * 365)
 MAX_WEBHOOK_DATA_BYTES = jobs.MAX_PARAM_VALUE_BYTES
 _DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 NOT_FOUND = "webhook not found (wrong token, expired or disabled)"
+TOKEN_PREFIX = "opwh"
+_TOKEN_RE = re.compile(rf"^{TOKEN_PREFIX}_[A-Za-z0-9_-]{{43}}\Z")  # secrets.new_token's 32 random bytes
 FIRE_ATTEMPTS = 3  # a job start that met a store blip is tried again, with the same key
 FIRE_RETRY_S = 0.25
 
@@ -70,8 +73,10 @@ def create(
     expires_at: str | None = None,
     expires_in_s: float | None = None,
     enabled: bool = True,
+    token: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Returns the view and the token (never stored, never shown again)."""
+    """Returns the view and the token (never stored, never shown again). `token`: one `new_token`
+    made earlier (ARM's generateUri hands it out before the webhook exists)."""
     if not NAME_RE.match(name or ""):
         raise BadRequest(f"invalid webhook name {name!r}: use 1-128 letters, digits, '.', '_' or '-'")
     params = params or []
@@ -93,7 +98,10 @@ def create(
         raise BadRequest("the expiry must be in the future")
     if expiry > now + MAX_EXPIRY:
         raise BadRequest("the expiry can be at most 10 years away")
-    token = secrets.new_token("opwh")
+    if token is None:
+        token = new_token()
+    elif not _TOKEN_RE.match(token):
+        raise BadRequest("the webhook URI's token is not one this server generated (generateUri)")
     hook = Webhook(
         name=name,
         runbook_name=runbook,
@@ -112,6 +120,15 @@ def create(
         s.commit()
         s.refresh(hook)
     return view(hook), token
+
+
+def new_token() -> str:
+    return secrets.new_token(TOKEN_PREFIX)
+
+
+def url_for(base: str, token: str) -> str:
+    """The URL a webhook's callers POST to (Azure's shape: the token in the query)."""
+    return f"{base.rstrip('/')}{WEBHOOKS}?token={token}"
 
 
 def _get(s: Any, name: str) -> Webhook:

@@ -44,6 +44,9 @@ def server(
         typer.Option("--public-url", help="URL workers use to reach this server, if not the listen address."),
     ] = None,
     region: Annotated[str | None, typer.Option(help="Region label published to workers and `diagnose`.")] = None,
+    account_name: Annotated[
+        str, typer.Option("--account-name", help="The Automation account name the Azure-compatible API answers to.")
+    ] = "outpost",
     lease_seconds: Annotated[
         float,
         typer.Option("--lease-seconds", min=2, help="A job's lease; a lost worker's job ends after this."),
@@ -107,6 +110,7 @@ def server(
 
     from automation import liveness, secrets, tracing
     from automation.app import create_app, open_control_plane
+    from automation.arm.envelope import account_name_problem
     from automation.roles import Role
     from telemetry.alert_rules import RuleError, load_rules
     from telemetry.alerting import AlertEvaluator, collector_query_runner
@@ -115,6 +119,9 @@ def server(
     from telemetry.collector import Collector
     from telemetry.tracing import server_tracer_provider
 
+    problem = account_name_problem(account_name)
+    if problem:
+        fail(f"--account-name {account_name!r}: {problem}", 2)
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together", 2)
     for path in (tls_cert, tls_key):
@@ -130,7 +137,12 @@ def server(
     url = public_url or f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
     try:
         cp = open_control_plane(
-            data_dir, database_url, public_url=public_url, region=region, lease_seconds=lease_seconds
+            data_dir,
+            database_url,
+            public_url=public_url,
+            region=region,
+            lease_seconds=lease_seconds,
+            account_name=account_name,
         )
     except (OperationalError, ValueError) as exc:
         fail(f"cannot open the control-plane store: {str(exc).splitlines()[0]}")
