@@ -253,6 +253,21 @@ def run(
             "outpost-runbook when that user exists; the agent's own user name: no switch).",
         ),
     ] = None,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            "--python",
+            help="The interpreter of Python runbooks (default: the machine's python3, never the agent's own venv).",
+        ),
+    ] = None,
+    limits: Annotated[
+        str,
+        typer.Option(
+            "--limits",
+            help="How job limits are enforced: auto (a cgroup per job where writable, else rlimits), "
+            "cgroup (fail to start without one) or rlimit.",
+        ),
+    ] = "auto",
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info (lifecycle events: the default), warning or error.")
     ] = "info",
@@ -268,6 +283,8 @@ def run(
         fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    if limits not in ("auto", "cgroup", "rlimit"):
+        fail(f"--limits must be auto, cgroup or rlimit, not {limits!r}")
     setup_logging(log_level, log_format)
     try:
         agent = Agent(
@@ -286,6 +303,8 @@ def run(
                 metrics_interval_s=metrics_interval,
                 trusted_keys=trusted_keys,
                 runbook_user=runbook_user,
+                python=python,
+                limits=limits,
             ),
         )
     except (StateError, OSError) as exc:

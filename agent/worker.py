@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from agent import leftovers
+from agent import leftovers, limits
 from agent.assets_proxy import AssetsProxy
 from agent.events import EventPoster
 from agent.failover import FailoverClient
@@ -67,6 +67,7 @@ class AgentOptions:
     otlp_endpoint: str | None = None  # None: the server this worker is registered to
     metrics_interval_s: float = 60.0
     runbook_user: str | None = None  # None: `outpost-runbook` if it exists and the agent is root
+    limits: str = "auto"  # how job limits are enforced: auto | cgroup | rlimit (agent/limits.py)
 
 
 TRUSTED_KEYS_IN_STATE = "trusted-keys"  # <state-dir>/trusted-keys (file or directory) when no option is given
@@ -95,7 +96,8 @@ class Agent:
             worker_name=self.registration.name,
             stop_grace_s=options.stop_grace_s,
             lease_renew_s=options.lease_renew_s,
-            python=options.python or resolve_python3(),
+            python=resolve_python3(options.python),
+            enforcement=limits.detect(options.limits),
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
             events=EventPoster(self.client),
@@ -162,7 +164,22 @@ class Agent:
                 "or pass --runbook-user NAME",
                 DEFAULT_RUNBOOK_USER,
             )
-        self._note_now(runbook_user=user.name if user else None, runbooks_can_read_credential=user is None)
+        opts = self.run_options
+        enforcement = opts.enforcement
+        assert enforcement is not None
+        log.info(
+            "Python runbooks run with %s; job limits are enforced by %s (%s)",
+            opts.python or "no python3 (none found: pass --python PATH)",
+            enforcement.mechanism,
+            enforcement.why,
+        )
+        self._note_now(
+            runbook_user=user.name if user else None,
+            runbooks_can_read_credential=user is None,
+            runbook_python=opts.python,
+            limits_enforced_by=enforcement.mechanism,
+            limits_enforcement=enforcement.why,
+        )
 
     def _note_now(self, **fields: object) -> None:
         try:

@@ -44,6 +44,7 @@ def view(job: JobRecord) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "ended_at": _iso(job.ended_at),
         "last_status_at": _iso(job.last_status_at),
+        "resources": json.loads(job.resources_json) if job.resources_json else None,
     }
 
 

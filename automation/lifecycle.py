@@ -109,6 +109,7 @@ class JobRecord:
     started_at: datetime | None
     ended_at: datetime | None
     last_status_at: datetime
+    resources_json: str | None = None
 
     @classmethod
     def of(cls, row: Row[Any]) -> JobRecord:
@@ -127,6 +128,7 @@ def event_of(job: JobRecord, description: str | None = None) -> JobEvent:
         created_at=job.created_at,
         started_at=job.started_at,
         ended_at=job.ended_at,
+        resources=json.loads(job.resources_json) if job.resources_json else None,
     )
 
 
@@ -202,6 +204,7 @@ def create(
                 "started_at": None,
                 "ended_at": None,
                 "last_status_at": now,
+                "resources_json": None,
             },
         ).one()
         cp.notifier.notify_replicas(conn, group_topic(row.group_name))
@@ -247,6 +250,7 @@ class Claimed:
     reoffered: int
     run_as_credential: str | None
     run_as_public_json: str | None
+    limits_json: str | None = None  # the group's JobLimits
 
 
 def claim(
@@ -319,6 +323,7 @@ def claim(
         reoffered=len(offered),
         run_as_credential=run_as.run_as_credential if run_as is not None else None,
         run_as_public_json=run_as.public_json if run_as is not None else None,
+        limits_json=run_as.limits_json if run_as is not None else None,
     )
 
 
@@ -418,6 +423,7 @@ def apply_events(
                     lease_expires_at=None,
                     exit_code=batch.status.exit_code,
                     status_reason=batch.status.reason,
+                    resources_json=batch.status.resources.model_dump_json() if batch.status.resources else None,
                 )
         if changes:
             values = {f"b_{c}": changes.get(c, getattr(job, c)) for c in queue_sql.EVENT_COLUMNS}

@@ -38,6 +38,8 @@ class WorkerGroup(SQLModel, table=True):
     name: str = Field(index=True, unique=True, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
     run_as_credential: str | None = Field(default=None, max_length=128)  # RunAs: a credential asset's name
+    # Its jobs' resource limits, a contract.JobLimits as JSON (migration 0006); None: none.
+    limits_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Worker(SQLModel, table=True):
@@ -99,6 +101,8 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     last_status_at: datetime = Field(default_factory=utcnow)
+    # What the runbook consumed and the limits in force, a contract.JobResources as JSON (migration 0006).
+    resources_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
     __table_args__ = (
         Index("ix_job_queue", "group_id", "status", "created_at"),

@@ -25,6 +25,7 @@ from outpost.commands.common import (
     print_json,
     print_table,
 )
+from outpost.commands.resources import resource_fields
 from outpost.commands.waiting import QUEUED_NOTICE_S, QueuedNotice
 from outpost.contract import FINAL_STATUSES, JobStatus, StreamType
 from outpost.http import request
@@ -155,6 +156,9 @@ def show(
             "ended_at",
         ),
     )
+    extra = resource_fields(job.get("resources"))
+    if extra:
+        print_fields(extra)
 
 
 @app.command("list")
