@@ -97,7 +97,7 @@ class Enforcement:
                     raise RuntimeRefusal(f"cannot set up the job's cgroup to enforce its limits: {exc}") from None
                 log.warning("job %s: no cgroup (%s); measured by rusage only", job_id, exc)
                 return Confinement(None)
-        return RlimitConfinement.create(limits)
+        return RlimitConfinement.create(limits, self.why)
 
 
 def detect(mode: str = "auto") -> Enforcement:
@@ -149,13 +149,14 @@ class Confinement:
 
 class RlimitConfinement(Confinement):
     @classmethod
-    def create(cls, limits: JobLimits | None) -> Confinement:
+    def create(cls, limits: JobLimits | None, why: str) -> Confinement:
         if limits is None or limits.is_empty():
             return Confinement(None)
         if limits.cpu_percent is not None:
             raise RuntimeRefusal(
                 f"the job's CPU quota of {limits.cpu_percent:g}% cannot be enforced on this worker: it needs a "
-                "writable cgroup (run the agent as root on a cgroup v1 machine); limits are enforced by rlimit here"
+                f"writable cgroup (an agent running as root on a cgroup v1 machine); this one enforces limits by "
+                f"rlimit ({why})"
             )
         prlimit = shutil.which("prlimit")
         if prlimit is None:

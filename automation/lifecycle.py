@@ -15,6 +15,7 @@ wake-ups, trace spans) happen here too, so every caller gets them alike.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -513,7 +514,7 @@ def _notify_lost(cp: ControlPlane, conn: Connection, job: JobRecord) -> None:
 def _after_loss(cp: ControlPlane, lost: list[JobRecord]) -> None:
     for job in lost:
         log.info("job %s: %s", job.id, job.status_reason)
-        cp.observer.on_job_status(event_of(job))
+        cp.observer.on_job_status(dataclasses.replace(event_of(job), lost=True))
         cp.notifier.wake(job_topic(job.id), replicas=False)
         if job.status == S.NEW:
             cp.notifier.wake(group_topic(job.group_name), replicas=False)

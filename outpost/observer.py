@@ -39,6 +39,7 @@ class JobEvent:
     started_at: datetime | None = None  # when it became Running
     ended_at: datetime | None = None
     resources: dict[str, Any] | None = None  # a final job's contract.JobResources
+    lost: bool = False  # the change is the worker-loss outcome (automation.lifecycle)
 
 
 @dataclass(frozen=True)

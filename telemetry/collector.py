@@ -66,6 +66,13 @@ class _Observer:
             c.metrics.duration.labels(event.runbook, event.group).observe(
                 max(0.0, (end - event.started_at).total_seconds())
             )
+        if event.resources:
+            res = event.resources
+            c.metrics.job_cpu.labels(event.runbook, event.group).observe(res["cpu_user_s"] + res["cpu_system_s"])
+            c.metrics.job_peak_rss.labels(event.runbook, event.group).observe(res["peak_rss_bytes"])
+        if event.lost:
+            outcome = "requeued" if status == "New" else status.lower()
+            c.metrics.jobs_lost.labels(event.group, outcome).inc()
         c.enqueue("AzureDiagnostics", [rows.joblog_row(event)])
 
     def on_job_streams(self, event: JobEvent, records: Sequence[StreamRecord]) -> None:

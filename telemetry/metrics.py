@@ -38,6 +38,8 @@ SCRAPE_FAMILIES = (
 # Jobs run from seconds to hours.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+CPU_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+RSS_BUCKETS = tuple(float(m << 20) for m in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384))
 
 
 @dataclass
@@ -229,6 +231,27 @@ class CollectorMetrics:
             buckets=QUEUE_WAIT_BUCKETS,
             registry=r,
         )
+        # What a job's runbook consumed, as its worker measured it (contract.JobResources).
+        self.job_cpu = Histogram(
+            "outpost_job_cpu_seconds",
+            "CPU time (user + system) of a job's runbook processes",
+            ["runbook", "group"],
+            buckets=CPU_BUCKETS,
+            registry=r,
+        )
+        self.job_peak_rss = Histogram(
+            "outpost_job_peak_rss_bytes",
+            "Peak resident memory of a job's largest runbook process",
+            ["runbook", "group"],
+            buckets=RSS_BUCKETS,
+            registry=r,
+        )
+        self.jobs_lost = Counter(
+            "outpost_jobs_lost",
+            "Jobs whose worker was lost (lease expired, or its agent restarted without them), by outcome",
+            ["group", "outcome"],
+            registry=r,
+        )
         self.polls = Counter("outpost_polls", "Worker polls by outcome", ["group", "outcome"], registry=r)
         self.dispatches = Counter("outpost_dispatches", "Jobs handed to workers", ["group"], registry=r)
         self.rows = Counter("outpost_telemetry_rows", "Rows stored by the collector", ["table"], registry=r)
@@ -250,6 +273,9 @@ class CollectorMetrics:
                 self.jobs,
                 self.duration,
                 self.queue_wait,
+                self.job_cpu,
+                self.job_peak_rss,
+                self.jobs_lost,
                 self.polls,
                 self.dispatches,
                 self.rows,

@@ -59,7 +59,31 @@ def joblog_row(event: JobEvent) -> dict[str, Any]:
         "HybridWorker_s": event.worker,
         "Level": "Error" if status in ("Failed", "Suspended") else "Informational",
         "Caller_s": "Outpost",
+        **_resource_columns(event.resources),
     }
+
+
+def _resource_columns(res: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A final job's resources (contract.JobResources) as JobLogs columns (docs/telemetry.md)."""
+    if not res:
+        return {}
+    limits = res.get("limits") or {}
+    values = {
+        "WallSeconds_d": res.get("wall_s"),
+        "CpuUserSeconds_d": res.get("cpu_user_s"),
+        "CpuSystemSeconds_d": res.get("cpu_system_s"),
+        "PeakRssBytes_d": res.get("peak_rss_bytes"),
+        "MemoryPeakBytes_d": res.get("memory_peak_bytes"),
+        "CpuThrottledSeconds_d": res.get("cpu_throttled_s"),
+        "ExitSignal_d": res.get("exit_signal"),
+        "MemoryLimitMB_d": limits.get("memory_mb"),
+        "CpuQuotaPercent_d": limits.get("cpu_percent"),
+        "MaxProcesses_d": limits.get("max_processes"),
+    }
+    out: dict[str, Any] = {k: float(v) for k, v in values.items() if v is not None}
+    if res.get("enforced_by"):
+        out["LimitsEnforcedBy_s"] = res["enforced_by"]
+    return out
 
 
 def stream_rows(event: JobEvent, records: Sequence[StreamRecord]) -> list[dict[str, Any]]:

@@ -90,6 +90,18 @@ AZURE_DIAGNOSTICS_COLUMNS: list[tuple[str, str]] = [
     ("RunOn_s", "VARCHAR"),  # worker group, as Azure fills it for hybrid jobs
     ("HybridWorker_s", "VARCHAR"),  # Outpost: the worker that ran it
     ("StreamSequence_d", "DOUBLE"),  # Outpost: the record's seq within the job
+    # Outpost, JobLogs rows of a final status: what the runbook consumed and its limits (docs/telemetry.md)
+    ("WallSeconds_d", "DOUBLE"),
+    ("CpuUserSeconds_d", "DOUBLE"),
+    ("CpuSystemSeconds_d", "DOUBLE"),
+    ("PeakRssBytes_d", "DOUBLE"),
+    ("MemoryPeakBytes_d", "DOUBLE"),
+    ("CpuThrottledSeconds_d", "DOUBLE"),
+    ("ExitSignal_d", "DOUBLE"),
+    ("MemoryLimitMB_d", "DOUBLE"),
+    ("CpuQuotaPercent_d", "DOUBLE"),
+    ("MaxProcesses_d", "DOUBLE"),
+    ("LimitsEnforcedBy_s", "VARCHAR"),
     ("targetResources_Resource_s", "VARCHAR"),  # AuditEvent
     ("SourceSystem", "VARCHAR"),
     ("Type", "VARCHAR"),
