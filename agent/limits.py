@@ -99,6 +99,12 @@ class Enforcement:
                 return Confinement(None)
         return RlimitConfinement.create(limits, self.why)
 
+    def remove_leftover(self, job_id: str) -> None:
+        """After a crash: kill what is left in a job's cgroups (escaped processes too) and remove them."""
+        for path in dict.fromkeys(base / job_id for base in self.bases.values()):
+            if path.is_dir():
+                _remove(path)
+
 
 def detect(mode: str = "auto") -> Enforcement:
     """Find how limits can be enforced here; `mode` "cgroup" makes a missing cgroup an error."""
@@ -266,11 +272,7 @@ class CgroupConfinement(Confinement):
     def close(self) -> None:
         """Kill what is left of the job (escaped its process group too) and remove its cgroups."""
         for path in dict.fromkeys(self.dirs.values()):
-            try:
-                _empty(path)
-                path.rmdir()
-            except OSError as exc:
-                log.warning("cannot remove the job cgroup %s: %s", path, exc)
+            _remove(path)
 
 
 def _pids(path: Path) -> list[int]:
@@ -290,3 +292,11 @@ def _empty(path: Path, wait_s: float = 2.0) -> None:
         if time.monotonic() > deadline:
             raise OSError(f"processes {pids[:5]} in {path} did not die")
         time.sleep(0.02)
+
+
+def _remove(path: Path) -> None:
+    try:
+        _empty(path)
+        path.rmdir()
+    except OSError as exc:
+        log.warning("cannot remove the job cgroup %s: %s", path, exc)

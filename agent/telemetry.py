@@ -16,6 +16,7 @@ import platform
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class HeartbeatSender:
         group: str,
         interval_s: float,
         buffer_limit: int = 10_000,
+        capacity: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.client = client
@@ -105,6 +107,7 @@ class HeartbeatSender:
         self.interval_s = max(0.05, float(interval_s))
         self.buffer_limit = max(1, buffer_limit)
         self.buffer_path = self.state_dir / BUFFER_FILE
+        self.capacity = capacity  # the agent's slots and load, merged into each row (docs/sandbox.md)
         self._lock = threading.Lock()
         self._machine = machine_columns()
         self.source_computer_id = self._computer_id()
@@ -140,6 +143,8 @@ class HeartbeatSender:
                 "HeartbeatId": str(uuid.uuid4()),
             }
         )
+        if self.capacity is not None:
+            row.update(self.capacity())
         return row
 
     # -- buffer ------------------------------------------------------------------

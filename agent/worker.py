@@ -187,6 +187,19 @@ class Agent:
         except OSError as exc:
             log.warning("cannot update %s: %s", self.state.status_path, exc)
 
+    def _capacity(self) -> dict[str, Any]:
+        """Heartbeat columns: slots, busy slots (jobs held), machine load, how limits are enforced."""
+        with self._runs_lock:
+            busy = len(self._held)
+        enforcement = self.run_options.enforcement
+        return {
+            "SlotsTotal_d": self.opts.concurrency,
+            "SlotsBusy_d": min(busy, self.opts.concurrency),
+            "LoadAverage1m_d": round(os.getloadavg()[0], 2),
+            "CpuCount_d": os.cpu_count() or 1,
+            "LimitsEnforcedBy_s": enforcement.mechanism if enforcement else None,
+        }
+
     def poll_once(self, free: int = 1) -> list[JobAssignment]:
         """Ask for up to `free` jobs (this worker's free slots), holding up to the poll hold time."""
         hold = self.opts.poll_hold_s
@@ -281,6 +294,7 @@ class Agent:
             worker_name=reg.name,
             group=reg.group,
             interval_s=self.opts.heartbeat_interval_s,
+            capacity=self._capacity,
         )
         selfcheck: SelfCheck | None = None
         if self.opts.diagnose_interval_s > 0:
@@ -387,7 +401,10 @@ class Agent:
 
     def _recover(self) -> None:
         """Before the first poll: kill and clean up what a previous agent process left in work/."""
+        enforcement = self.run_options.enforcement
         for left in leftovers.recover(self.run_options.work_root):
+            if enforcement is not None:
+                enforcement.remove_leftover(left.job_id)
             if left.killed:
                 log.warning(
                     "job %s: killed %d runbook process(es) left by a previous agent (PIDs %s)",

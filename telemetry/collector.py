@@ -242,7 +242,9 @@ class Collector:
                 now = now.replace(tzinfo=UTC)
             if batch.n:
                 worker, group = batch.columns["Computer"][0], batch.columns["WorkerGroup_s"][0]
-                self.metrics.fleet.heartbeat(worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now))
+                self.metrics.fleet.heartbeat(
+                    worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now), rows.latest_capacity(batch)
+                )
         return inserted, dupes
 
     def ingest_diagnostics(
@@ -263,6 +265,8 @@ class Collector:
 
     def worker_removed(self, name: str, group: str) -> None:
         self.metrics.fleet.remove(name, group)
+        # What the stale-worker KQL rule reads: heartbeats before this no longer count.
+        self.enqueue("AzureDiagnostics", [rows.worker_removed_row(datetime.now(UTC), name, group)])
 
     # -- records forwarded by replicas (telemetry/forwarding.py) ----------------
 

@@ -220,7 +220,9 @@ class Forwarder:
             now = now.replace(tzinfo=UTC)
         items = [r if r.get("HeartbeatId") else {**r, "HeartbeatId": str(uuid.uuid4())} for r in payload_rows]
         if batch.n:
-            self.metrics.fleet.heartbeat(worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now))
+            self.metrics.fleet.heartbeat(
+                worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now), rows.latest_capacity(batch)
+            )
             self._spool(
                 [
                     {

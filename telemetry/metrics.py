@@ -33,6 +33,11 @@ SCRAPE_FAMILIES = (
     "outpost_certificate_expiry_timestamp_seconds",
     "outpost_build_info",
     "outpost_otlp_metric_series_dropped",
+    "outpost_worker_slots",
+    "outpost_worker_slots_busy",
+    "outpost_worker_load1",
+    "outpost_worker_cpus",
+    "outpost_group_slots",
 )
 
 # Jobs run from seconds to hours.
@@ -48,6 +53,16 @@ class WorkerState:
     group: str
     last_heartbeat: float  # server receive time, unix seconds
     clock_skew_s: float | None = None
+    capacity: dict[str, float] | None = None  # the latest heartbeat's rows.CAPACITY_COLUMNS
+
+
+# Heartbeat column -> the per-worker gauge it feeds.
+CAPACITY_GAUGES = {
+    "SlotsTotal_d": ("outpost_worker_slots", "Jobs the worker runs at most at once (its --concurrency)"),
+    "SlotsBusy_d": ("outpost_worker_slots_busy", "Of the worker's slots, those holding a job"),
+    "LoadAverage1m_d": ("outpost_worker_load1", "The worker machine's 1-minute load average"),
+    "CpuCount_d": ("outpost_worker_cpus", "CPUs of the worker machine"),
+}
 
 
 class FleetState:
@@ -58,7 +73,9 @@ class FleetState:
         self.workers: dict[tuple[str, str], WorkerState] = {}
         self.checks: dict[tuple[str, str], dict[str, bool]] = {}  # (worker, group) -> check -> failing
 
-    def heartbeat(self, name: str, group: str, received: float, skew: float | None) -> None:
+    def heartbeat(
+        self, name: str, group: str, received: float, skew: float | None, capacity: dict[str, float] | None = None
+    ) -> None:
         with self._lock:
             # A worker that moved group is one worker: drop its old series.
             for key in [k for k in self.workers if k[0] == name and k[1] != group]:
@@ -67,7 +84,11 @@ class FleetState:
             state = self.workers.get((name, group))
             if state is None or received >= state.last_heartbeat:
                 self.workers[(name, group)] = WorkerState(
-                    name, group, received, skew if skew is not None else (state.clock_skew_s if state else None)
+                    name,
+                    group,
+                    received,
+                    skew if skew is not None else (state.clock_skew_s if state else None),
+                    capacity if capacity is not None else (state.capacity if state else None),
                 )
 
     def diagnose(self, name: str, group: str, results: dict[str, bool]) -> None:
@@ -143,6 +164,7 @@ class _ScrapeCollector(_PromCollector):
         yield up
         yield last
         yield skew
+        yield from _capacity_families(workers, now, m.stale_after_s)
 
         fleet = GaugeMetricFamily("outpost_workers", "Workers per group by state", labels=["group", "state"])
         all_groups = {g for g, _ in counts} | set(registered or {})
@@ -186,6 +208,32 @@ class _ScrapeCollector(_PromCollector):
         yield build
 
 
+def _capacity_families(workers: list[WorkerState], now: float, stale_after_s: float) -> Iterator[Metric]:
+    """Per-worker capacity and load gauges, and slots per group (live workers only)."""
+    families = {
+        col: GaugeMetricFamily(name, text, labels=["worker", "group"]) for col, (name, text) in CAPACITY_GAUGES.items()
+    }
+    group_slots = GaugeMetricFamily(
+        "outpost_group_slots", "Job slots of the group's live workers, by state", labels=["group", "state"]
+    )
+    per_group: dict[str, list[float]] = {}
+    for w in workers:
+        if not w.capacity:
+            continue
+        for col, value in w.capacity.items():
+            if col in families:
+                families[col].add_metric([w.name, w.group], value)
+        if now - w.last_heartbeat <= stale_after_s:
+            totals = per_group.setdefault(w.group, [0.0, 0.0])
+            totals[0] += w.capacity.get("SlotsTotal_d", 0.0)
+            totals[1] += w.capacity.get("SlotsBusy_d", 0.0)
+    for group, (total, busy) in sorted(per_group.items()):
+        group_slots.add_metric([group, "total"], total)
+        group_slots.add_metric([group, "busy"], busy)
+    yield from families.values()
+    yield group_slots
+
+
 def _with_store_liveness(workers: list[WorkerState], groups: list[GroupSnapshot]) -> list[WorkerState]:
     """Last heartbeats from the shared store (every replica sees the same), where it keeps them.
 
@@ -203,7 +251,15 @@ def _with_store_liveness(workers: list[WorkerState], groups: list[GroupSnapshot]
             mine = local.get((name, g.group))
             times = [t for t in (stored, mine.last_heartbeat if mine else None) if t is not None]
             if times:
-                out.append(WorkerState(name, g.group, max(times), mine.clock_skew_s if mine else None))
+                out.append(
+                    WorkerState(
+                        name,
+                        g.group,
+                        max(times),
+                        mine.clock_skew_s if mine else None,
+                        mine.capacity if mine else None,
+                    )
+                )
     return out
 
 

@@ -29,6 +29,9 @@ RESULT_TYPES = {"Running": "Started"}
 
 DIAGNOSE_STATUSES = ("pass", "warn", "fail", "skip")
 
+# Numbers an agent reports about its capacity and load, checked as numbers.
+CAPACITY_COLUMNS = frozenset({"SlotsTotal_d", "SlotsBusy_d", "LoadAverage1m_d", "CpuCount_d"})
+
 # What an agent may send (the receive time is the server's to set).
 _HEARTBEAT_NAMES = frozenset(c for c, _ in HEARTBEAT_COLUMNS if not c.startswith("_Time"))
 
@@ -112,6 +115,18 @@ def stream_rows(event: JobEvent, records: Sequence[StreamRecord]) -> list[dict[s
             }
         )
     return rows
+
+
+WORKER_REMOVED = "Remove hybrid worker"  # the AuditEvent OperationName the stale-worker rule reads
+
+
+def worker_removed_row(time: datetime, name: str, group: str) -> dict[str, Any]:
+    """The AuditEvent of a worker's removal (admin remove, deregister, forced re-registration)."""
+    return {
+        **audit_row(time, WORKER_REMOVED, name, "Outpost"),
+        "RunOn_s": group,
+        "ResultDescription": f"worker {name} removed from group {group}",
+    }
 
 
 def audit_row(time: datetime, operation: str, target: str, caller: str, result: str = "Succeeded") -> dict[str, Any]:
@@ -228,6 +243,12 @@ def heartbeat_columns(
             if hid is not None and (type(hid) is not str or not 0 < len(hid) <= 64):
                 raise HeartbeatRowError(f"rows[{i}].HeartbeatId must be a string of at most 64 characters")
 
+    for name in CAPACITY_COLUMNS & present:
+        for i, r in enumerate(rows):
+            value = r.get(name)
+            if value is not None and (type(value) not in (int, float) or not 0 <= value < 1e9):
+                raise HeartbeatRowError(f"rows[{i}].{name} must be a number from 0 to 1e9")
+
     columns: dict[str, list[Any]] = {"TimeGenerated": times}
     if ids is not None:
         columns["HeartbeatId"] = ids
@@ -255,6 +276,16 @@ def _parse_times(values: list[Any]) -> list[datetime]:
         if isinstance(v, list | dict) or to_naive_utc(v) is None:
             raise HeartbeatRowError(f"rows[{i}].TimeGenerated must be an ISO-8601 time")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def latest_capacity(batch: HeartbeatBatch) -> dict[str, float] | None:
+    """The capacity columns of the batch's latest row (None: the agent sends none)."""
+    names = CAPACITY_COLUMNS & batch.columns.keys()
+    if not names or not batch.n:
+        return None
+    i = max(range(batch.n), key=batch.times.__getitem__)
+    values = {name: batch.columns[name][i] for name in names}
+    return {k: float(v) for k, v in values.items() if v is not None} or None
 
 
 def concat_heartbeats(

@@ -65,6 +65,12 @@ HEARTBEAT_COLUMNS: list[tuple[str, str]] = [
     ("WorkerGroup_s", "VARCHAR"),  # the hybrid worker group the worker polls for
     ("HeartbeatId", "VARCHAR"),  # agent-chosen uuid; re-sends carry the same one
     ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the agent said, when TimeGenerated was clamped
+    # Capacity and load (docs/sandbox.md): job slots, busy slots, 1-minute load average, CPUs, limit enforcement
+    ("SlotsTotal_d", "DOUBLE"),
+    ("SlotsBusy_d", "DOUBLE"),
+    ("LoadAverage1m_d", "DOUBLE"),
+    ("CpuCount_d", "DOUBLE"),
+    ("LimitsEnforcedBy_s", "VARCHAR"),
     ("_TimeReceived", "TIMESTAMP"),  # server receive time = ingestion_time()
 ]
 
