@@ -268,6 +268,20 @@ def run(
             "cgroup (fail to start without one) or rlimit.",
         ),
     ] = "auto",
+    runtime_dir: Annotated[
+        Path | None,
+        typer.Option("--runtime-dir", help="Where runtime environments are built (default: <state-dir>/runtimes)."),
+    ] = None,
+    pip_index_url: Annotated[
+        str | None, typer.Option("--pip-index-url", help="The package index runtime environment builds use.")
+    ] = None,
+    pip_find_links: Annotated[
+        list[str] | None,
+        typer.Option("--pip-find-links", help="A wheel directory or page pip looks in (repeatable; air-gapped sites)."),
+    ] = None,
+    pip_no_index: Annotated[
+        bool, typer.Option("--pip-no-index", help="Never ask a package index: only --pip-find-links.")
+    ] = False,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info (lifecycle events: the default), warning or error.")
     ] = "info",
@@ -277,6 +291,7 @@ def run(
 ) -> None:
     """Run the agent in the foreground: long-poll, run jobs, stream results."""
     from agent.logs import LOG_FORMATS, setup_logging
+    from agent.runtime_envs import PipConfig
     from agent.worker import Agent, AgentOptions
 
     if log_format not in LOG_FORMATS:
@@ -305,6 +320,8 @@ def run(
                 runbook_user=runbook_user,
                 python=python,
                 limits=limits,
+                runtime_dir=runtime_dir.absolute() if runtime_dir else None,
+                pip=PipConfig(index_url=pip_index_url, find_links=pip_find_links or [], no_index=pip_no_index),
             ),
         )
     except (StateError, OSError) as exc:

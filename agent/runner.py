@@ -36,6 +36,7 @@ from agent.runtime import (
     unwrap_clearsigned,
     verify_clearsigned,
 )
+from agent.runtime_envs import RuntimeCache
 from agent.watchdog import Watchdog, die_with_parent
 from outpost.contract import AGENT_LEASE, JobAssignment, JobResources, JobStatus, RunbookType, StreamType
 from outpost.http import ApiError, request
@@ -62,6 +63,7 @@ class RunOptions:
     watchdog: Watchdog | None = None  # kills the runbooks if the agent dies
     runbook_user: RunAsUser | None = None  # jobs without RunAs run as this user (see agent/runtime.py)
     enforcement: Enforcement | None = None  # how the job's limits are enforced (agent/limits.py); None: rlimit
+    runtimes: RuntimeCache | None = None  # builds and caches the jobs' runtime environments
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -277,8 +279,24 @@ class JobRun:
         user = self.opts.runbook_user  # a root agent's default unprivileged user (None: the agent's own)
         if self.job.run_as:
             user = resolve_run_as(self.job.run_as, self.job.run_as_credential, self.opts.worker_name)
-        python = python_for(user, self.opts.python) if self.job.runbook_type == RunbookType.PYTHON3 else None
+        python = None
+        if self.job.runbook_type == RunbookType.PYTHON3:
+            python = self._runtime_python(user) if self.job.runtime else python_for(user, self.opts.python)
         return content, user, python
+
+    def _runtime_python(self, user: RunAsUser | None) -> str:
+        """The job's runtime environment's python, built on first use (its output in the Verbose stream)."""
+        spec = self.job.runtime
+        assert spec is not None
+        if self.opts.runtimes is None:
+            raise RuntimeRefusal(f"runtime environment {spec.name}: this worker does not build runtime environments")
+        python = self.opts.runtimes.ensure(spec, lambda line: self.events.record(StreamType.VERBOSE, line))
+        if user is not None and not user.can_execute(python):
+            raise RuntimeRefusal(
+                f"runtime environment {spec.name}: user {user.name!r} cannot execute {python} "
+                "(put the runtimes in a directory it can reach: outpost worker run --runtime-dir)"
+            )
+        return python
 
     def _make_workdir(self, user: RunAsUser | None) -> Path:
         self.opts.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)

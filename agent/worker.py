@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from agent.failover import FailoverClient
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
 from agent.runtime import DEFAULT_RUNBOOK_USER, RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
+from agent.runtime_envs import PipConfig, RuntimeCache
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
 from agent.watchdog import Watchdog
@@ -68,6 +69,8 @@ class AgentOptions:
     metrics_interval_s: float = 60.0
     runbook_user: str | None = None  # None: `outpost-runbook` if it exists and the agent is root
     limits: str = "auto"  # how job limits are enforced: auto | cgroup | rlimit (agent/limits.py)
+    runtime_dir: Path | None = None  # where runtime environments are built (default: <state-dir>/runtimes)
+    pip: PipConfig = field(default_factory=PipConfig)  # the index and find-links runtime builds use
 
 
 TRUSTED_KEYS_IN_STATE = "trusted-keys"  # <state-dir>/trusted-keys (file or directory) when no option is given
@@ -103,6 +106,9 @@ class Agent:
             events=EventPoster(self.client),
             watchdog=self.watchdog,
             runbook_user=self._runbook_user(options),
+        )
+        self.run_options.runtimes = RuntimeCache(
+            options.runtime_dir or state.dir / "runtimes", self.run_options.python, options.pip
         )
         self._tracer_provider, self._meter_provider = self._otel(options)
         if self._tracer_provider is not None:
@@ -198,6 +204,7 @@ class Agent:
             "LoadAverage1m_d": round(os.getloadavg()[0], 2),
             "CpuCount_d": os.cpu_count() or 1,
             "LimitsEnforcedBy_s": enforcement.mechanism if enforcement else None,
+            "RuntimeEnvironments_s": ",".join(self.run_options.runtimes.held()) if self.run_options.runtimes else "",
         }
 
     def poll_once(self, free: int = 1) -> list[JobAssignment]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from automation import api, db, limits, middleware, runtime_api, secrets, tokens_api
+from automation import api, db, limits, middleware, runtime_api, runtime_envs, secrets, tokens_api
 from automation.audit import AuditTrail
 from automation.auth import RoleChecks, role_checks, worker_dependency
 from automation.background import Background
@@ -86,6 +86,7 @@ def create_app(
     app.include_router(api.admin_router(cp, roles))
     app.include_router(tokens_api.router(cp, roles))
     app.include_router(limits.router(cp, roles))
+    app.include_router(runtime_envs.router(cp, roles))
     for router in runtime_api.routers(cp, roles, require_worker):
         app.include_router(router)
     if extra_routers is not None:

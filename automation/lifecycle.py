@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from automation import queue_sql, tracing
+from automation import queue_sql, runtime_envs, tracing
 from automation.context import ControlPlane
 from automation.errors import STORE, BadRequest, Conflict, NotFound, is_store_outage
 from automation.models import as_utc, utcnow
@@ -111,6 +111,7 @@ class JobRecord:
     ended_at: datetime | None
     last_status_at: datetime
     resources_json: str | None = None
+    runtime_json: str | None = None
 
     @classmethod
     def of(cls, row: Row[Any]) -> JobRecord:
@@ -161,8 +162,11 @@ def create(
     parent_traceparent: str | None = None,
     once: Idempotency | None = None,
     now: datetime | None = None,
+    runtime: str | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Queue a job; with `once`, a repeat of the key returns the job it started. -> (job, replayed)."""
+    """Queue a job; with `once`, a repeat of the key returns the job it started. -> (job, replayed).
+
+    `runtime` names a runtime environment for this job instead of its runbook's."""
     now = now or utcnow()
     job_id = str(uuid.uuid4())
     with cp.transaction() as conn:
@@ -206,6 +210,7 @@ def create(
                 "ended_at": None,
                 "last_status_at": now,
                 "resources_json": None,
+                "runtime_json": runtime_envs.snapshot(conn, rb, runtime),
             },
         ).one()
         cp.notifier.notify_replicas(conn, group_topic(row.group_name))

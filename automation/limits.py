@@ -7,17 +7,20 @@ in the job's `resources`. Nothing is limited unless set here: there is no hidden
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends
 from sqlmodel import select
 
-from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
 from automation.errors import NotFound
 from automation.models import WorkerGroup
+from automation.roles import Role
 from outpost import contract as c
 from outpost.contract import JobLimits
+
+if TYPE_CHECKING:  # automation.auth imports automation.workers, which imports this
+    from automation.auth import RoleChecks
 
 
 def of_group(group: WorkerGroup) -> dict[str, Any]:

@@ -128,6 +128,14 @@ class JobResources(BaseModel):
     enforced_by: str | None = None  # cgroup v1 | rlimit
 
 
+class RuntimeSpec(BaseModel):
+    """A job's runtime environment, as it was when the job was created (automation/runtime_envs.py)."""
+
+    name: str
+    python: str | None = None  # "3.11"; None: the worker's python3
+    requirements: list[str] = Field(default_factory=list)  # requirements.txt lines, no pip options
+
+
 class JobAssignment(BaseModel):
     """What a poll answers with: everything the agent needs to run the job."""
 
@@ -143,6 +151,7 @@ class JobAssignment(BaseModel):
     run_as: str | None = None  # RunAs: the local user the job runs as (its group's credential asset)
     run_as_credential: str | None = None  # that asset's name, for messages
     limits: JobLimits | None = None  # its group's resource limits
+    runtime: RuntimeSpec | None = None  # the Python environment it runs in (None: the worker's python3)
 
 
 MAX_HELD_PER_POLL = 1024

@@ -71,6 +71,7 @@ HEARTBEAT_COLUMNS: list[tuple[str, str]] = [
     ("LoadAverage1m_d", "DOUBLE"),
     ("CpuCount_d", "DOUBLE"),
     ("LimitsEnforcedBy_s", "VARCHAR"),
+    ("RuntimeEnvironments_s", "VARCHAR"),  # the runtime environments built there, "name:hash,..."
     ("_TimeReceived", "TIMESTAMP"),  # server receive time = ingestion_time()
 ]
 

@@ -90,6 +90,9 @@ def start(
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=0.1, help="Fail the job after this many seconds.")
     ] = None,
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", help="Run in this runtime environment instead of the runbook's.")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Stream the output live; exit 0 only if it Completed.")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -104,6 +107,8 @@ def start(
     if too_big:
         fail(too_big, 2)
     body = {"runbook": runbook, "run_on": run_on, "params": params, "timeout_s": timeout}
+    if runtime:
+        body["runtime_environment"] = runtime
     with admin_client(url, token, ca_file) as client:
         # One key per invocation, reused by every retry: a lost answer never starts a second job.
         job = request(client, "POST", "/api/v1/jobs", json=body, idempotency_key=str(uuid.uuid4())).json()
@@ -154,6 +159,7 @@ def show(
             "created_at",
             "started_at",
             "ended_at",
+            "runtime_environment",
         ),
     )
     extra = resource_fields(job.get("resources"))
