@@ -46,6 +46,7 @@ RETENTION_INTERVAL_S = 3600.0
 MAX_CONCURRENT_QUERIES = 4
 DIAGNOSE_STATUSES = rows.DIAGNOSE_STATUSES
 HEARTBEAT_SUBSCRIPTION = rows.SUBSCRIPTION
+LOSS_OUTCOMES = ("requeued", "suspended", "failed", "stopped")
 
 
 class _Observer:
@@ -53,6 +54,7 @@ class _Observer:
 
     def __init__(self, collector: Collector) -> None:
         self._c = collector
+        self._groups: set[str] = set()  # groups whose jobs_lost series exist
 
     def on_job_status(self, event: JobEvent) -> None:
         c = self._c
@@ -70,6 +72,10 @@ class _Observer:
             res = event.resources
             c.metrics.job_cpu.labels(event.runbook, event.group).observe(res["cpu_user_s"] + res["cpu_system_s"])
             c.metrics.job_peak_rss.labels(event.runbook, event.group).observe(res["peak_rss_bytes"])
+        if event.group not in self._groups:  # every outcome from 0, so that rate() sees the first loss
+            self._groups.add(event.group)
+            for outcome in LOSS_OUTCOMES:
+                c.metrics.jobs_lost.labels(event.group, outcome)
         if event.lost:
             outcome = "requeued" if status == "New" else status.lower()
             c.metrics.jobs_lost.labels(event.group, outcome).inc()
