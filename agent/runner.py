@@ -258,7 +258,7 @@ class JobRun:
                 shutil.rmtree(self._workdir, ignore_errors=True)
             leftovers.remove_record(self.opts.work_root, self.job.job_id)
         if self.opts.job_metrics is not None:
-            self.opts.job_metrics.record(self.job, status, time.monotonic() - started)
+            self.opts.job_metrics.record(self.job, status, time.monotonic() - started, self._resources)
         if not self._lease_lost.is_set():
             self.events.status(status, reason, code, self._resources)
         delivered = self.events.close()

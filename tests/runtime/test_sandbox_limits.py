@@ -65,7 +65,7 @@ def cgroups() -> None:
 
 
 def test_job_resources_are_measured_and_shown(server, make_agent):
-    agent = make_agent(server, name="acct")
+    agent = make_agent(server, name="acct", run_args=["--metrics-interval", "1"])
     with server.client() as c:
         job = _run(c, "work", WORK, "python3", "g1")
         assert job["status"] == "Completed", job
@@ -91,6 +91,12 @@ def test_job_resources_are_measured_and_shown(server, make_agent):
         metrics = c.get("/metrics").text
     assert 'outpost_job_cpu_seconds_count{group="g1",runbook="work"} 1.0' in metrics
     assert 'outpost_job_peak_rss_bytes_bucket{group="g1",le="+Inf",runbook="work"} 1.0' in metrics
+    otlp = "OTelMetrics | where Name in ('outpost.agent.job.cpu', 'outpost.agent.job.peak_rss') | distinct Name"
+    with server.client() as c:
+        names = wait_until(
+            lambda: len(r := c.post("/api/v1/query", json={"query": otlp}).json()["rows"]) == 2 and r, 30, 0.5, "OTLP"
+        )
+    assert sorted(n for (n,) in names) == ["outpost.agent.job.cpu", "outpost.agent.job.peak_rss"]
 
 
 def test_memory_cpu_and_process_limits_in_a_job_cgroup(server, make_agent, cgroups):
