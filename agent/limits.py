@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.runtime import RuntimeRefusal
+from outpost import cgroups
 from outpost.contract import JobLimits, JobResources
 
 log = logging.getLogger("outpost.agent")
 
 MODES = ("auto", "cgroup", "rlimit")
 JOBS_DIR = "outpost-jobs"
-CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 REQUIRED = ("memory", "cpu", "pids")  # cpuacct is for accounting only
 CFS_PERIOD_US = 100_000
 MIB = 1024 * 1024
@@ -46,37 +46,6 @@ _JOIN = (
     'shift; done; shift; exec "$@"'
 )
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _v1_dirs() -> dict[str, Path]:
-    """controller -> this process's own cgroup directory in that v1 hierarchy."""
-    own: dict[str, str] = {}
-    try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, ctrls, path = line.split(":", 2)
-            for ctrl in ctrls.split(","):
-                if ctrl:
-                    own[ctrl] = path
-        mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
-    except (OSError, ValueError):
-        return {}
-    dirs: dict[str, Path] = {}
-    for line in mountinfo:
-        head, sep, tail = line.partition(" - ")
-        if not sep:
-            continue
-        fields, tail_fields = head.split(), tail.split()
-        if len(fields) < 5 or len(tail_fields) < 3 or tail_fields[0] != "cgroup":
-            continue
-        root, mountpoint = fields[3], Path(fields[4])
-        for ctrl in tail_fields[2].split(","):
-            if ctrl not in CONTROLLERS or ctrl not in own:
-                continue
-            path = own[ctrl]
-            rel = path[len(root) :] if root != "/" and path.startswith(root) else path
-            candidate = mountpoint / rel.lstrip("/")
-            dirs[ctrl] = candidate if candidate.is_dir() else mountpoint
-    return dirs
 
 
 @dataclass
@@ -112,7 +81,7 @@ def detect(mode: str = "auto") -> Enforcement:
         raise ValueError(f"limit enforcement must be one of {', '.join(MODES)}, not {mode!r}")
     why = "chosen with --limits rlimit"
     if mode != "rlimit":
-        dirs = _v1_dirs()
+        dirs = cgroups.v1_dirs()
         missing = [c for c in REQUIRED if c not in dirs]
         if missing:
             why = f"no cgroup v1 {'/'.join(missing)} hierarchy here (cgroup v2 is not used yet)"
