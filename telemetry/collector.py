@@ -253,6 +253,13 @@ class Collector:
                 )
         return inserted, dupes
 
+    def ingest_perf(self, payload: Any, *, worker: str, group: str) -> int:
+        """A worker's Perf rows (sent with its heartbeat): stored, and its per-worker gauges updated."""
+        out = rows.perf_rows(payload, worker=worker, group=group)
+        self.enqueue("Perf", out)
+        self.metrics.fleet.perf_sample(worker, group, out)
+        return len(out)
+
     def ingest_diagnostics(
         self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None
     ) -> int:

@@ -237,6 +237,13 @@ class Forwarder:
             )
         return batch.n, 0
 
+    def ingest_perf(self, payload: Any, *, worker: str, group: str) -> int:
+        """As the collector's: validated here, stored there (spooled as rows), gauges on this replica."""
+        out = rows.perf_rows(payload, worker=worker, group=group)
+        self.enqueue("Perf", out)
+        self.metrics.fleet.perf_sample(worker, group, out)
+        return len(out)
+
     def ingest_diagnostics(
         self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None
     ) -> int:

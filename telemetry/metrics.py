@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -38,6 +39,7 @@ SCRAPE_FAMILIES = (
     "outpost_worker_load1",
     "outpost_worker_cpus",
     "outpost_group_slots",
+    "outpost_worker_perf",
 )
 
 # Jobs run from seconds to hours.
@@ -72,6 +74,8 @@ class FleetState:
         self._lock = threading.Lock()
         self.workers: dict[tuple[str, str], WorkerState] = {}
         self.checks: dict[tuple[str, str], dict[str, bool]] = {}  # (worker, group) -> check -> failing
+        # (worker, group) -> (object, counter, instance) -> the latest Perf value
+        self.perf: dict[tuple[str, str], dict[tuple[str, str, str], float]] = {}
 
     def heartbeat(
         self, name: str, group: str, received: float, skew: float | None, capacity: dict[str, float] | None = None
@@ -91,6 +95,12 @@ class FleetState:
                     capacity if capacity is not None else (state.capacity if state else None),
                 )
 
+    def perf_sample(self, name: str, group: str, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.perf[(name, group)] = {
+                (r["ObjectName"], r["CounterName"], r["InstanceName"]): r["CounterValue"] for r in rows
+            }
+
     def diagnose(self, name: str, group: str, results: dict[str, bool]) -> None:
         with self._lock:
             self.checks[(name, group)] = dict(results)
@@ -101,6 +111,12 @@ class FleetState:
                 del self.workers[key]
             for key in [k for k in self.checks if k[0] == name and (group is None or k[1] == group)]:
                 del self.checks[key]
+            for key in [k for k in self.perf if k[0] == name and (group is None or k[1] == group)]:
+                del self.perf[key]
+
+    def perf_snapshot(self) -> dict[tuple[str, str], dict[tuple[str, str, str], float]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self.perf.items()}
 
     def snapshot(self) -> tuple[list[WorkerState], dict[tuple[str, str], dict[str, bool]]]:
         with self._lock:
@@ -165,6 +181,17 @@ class _ScrapeCollector(_PromCollector):
         yield last
         yield skew
         yield from _capacity_families(workers, now, m.stale_after_s)
+        perf = GaugeMetricFamily(
+            "outpost_worker_perf",
+            "The worker machine's latest Perf counters (Processor, Memory, Logical Disk, System)",
+            labels=["worker", "group", "object", "counter", "instance"],
+        )
+        for (name, group), counters in m.fleet.perf_snapshot().items():
+            if registered is not None and name not in registered.get(group, set()):
+                continue
+            for (obj, counter, instance), value in sorted(counters.items()):
+                perf.add_metric([name, group, obj, counter, instance], value)
+        yield perf
 
         fleet = GaugeMetricFamily("outpost_workers", "Workers per group by state", labels=["group", "state"])
         all_groups = {g for g, _ in counts} | set(registered or {})

@@ -278,6 +278,35 @@ def _parse_times(values: list[Any]) -> list[datetime]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+MAX_PERF_ROWS = 256
+_PERF_TEXT = ("ObjectName", "CounterName", "InstanceName", "CounterPath")
+
+
+def perf_rows(raw: Any, *, worker: str, group: str) -> list[dict[str, Any]]:
+    """Agent-sent Perf rows, checked; Computer and group come from the credential (HeartbeatRowError)."""
+    if not isinstance(raw, list) or len(raw) > MAX_PERF_ROWS:
+        raise HeartbeatRowError(f"perf must be a list of at most {MAX_PERF_ROWS} Perf rows")
+    out = []
+    for i, r in enumerate(raw):
+        if not isinstance(r, dict):
+            raise HeartbeatRowError(f"perf[{i}] must be an object with Perf columns")
+        value = r.get("CounterValue")
+        if type(value) not in (int, float) or not -1e15 < value < 1e15:
+            raise HeartbeatRowError(f"perf[{i}].CounterValue must be a number")
+        when = to_naive_utc(r.get("TimeGenerated"))
+        if when is None:
+            raise HeartbeatRowError(f"perf[{i}].TimeGenerated must be an ISO-8601 time")
+        row: dict[str, Any] = {"TimeGenerated": when, "Computer": worker, "WorkerGroup_s": group}
+        for name in _PERF_TEXT:
+            text = r.get(name)
+            if not isinstance(text, str) or not 0 < len(text) <= 256:
+                raise HeartbeatRowError(f"perf[{i}].{name} must be a string of 1 to 256 characters")
+            row[name] = text
+        row["CounterValue"] = float(value)
+        out.append(row)
+    return out
+
+
 def latest_capacity(batch: HeartbeatBatch) -> dict[str, float] | None:
     """The capacity columns of the batch's latest row (None: the agent sends none)."""
     names = CAPACITY_COLUMNS & batch.columns.keys()

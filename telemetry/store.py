@@ -202,6 +202,31 @@ LOGS_COLUMNS: list[tuple[str, str]] = [
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
+# Azure Monitor's Perf table (what the Log Analytics Linux agent sends), from agent/perf.py.
+PERF_COLUMNS: list[tuple[str, str]] = [
+    ("TenantId", "VARCHAR"),
+    ("TimeGenerated", "TIMESTAMP"),
+    ("Computer", "VARCHAR"),
+    ("ObjectName", "VARCHAR"),  # Processor | Memory | Logical Disk | System
+    ("CounterName", "VARCHAR"),
+    ("InstanceName", "VARCHAR"),
+    ("CounterValue", "DOUBLE"),
+    ("CounterPath", "VARCHAR"),
+    ("SourceSystem", "VARCHAR"),
+    ("MG", "VARCHAR"),
+    ("StandardDeviation", "DOUBLE"),
+    ("Min", "DOUBLE"),
+    ("Max", "DOUBLE"),
+    ("SampleCount", "BIGINT"),
+    ("BucketStartTime", "TIMESTAMP"),
+    ("BucketEndTime", "TIMESTAMP"),
+    ("Type", "VARCHAR"),
+    ("_ResourceId", "VARCHAR"),
+    ("WorkerGroup_s", "VARCHAR"),  # Outpost: the worker's group
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the agent said, when TimeGenerated was clamped
+    ("_TimeReceived", "TIMESTAMP"),
+]
+
 TABLES: dict[str, list[tuple[str, str]]] = {
     "Heartbeat": HEARTBEAT_COLUMNS,
     "AzureDiagnostics": AZURE_DIAGNOSTICS_COLUMNS,
@@ -209,10 +234,12 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "OTelSpans": SPANS_COLUMNS,
     "OTelMetrics": METRICS_COLUMNS,
     "OTelLogs": LOGS_COLUMNS,
+    "Perf": PERF_COLUMNS,
 }
 
 # Constant columns a table always carries (Azure fills these server side).
 TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Perf": {"SourceSystem": "Linux", "Type": "Perf", "SampleCount": 1},
     "Heartbeat": {
         "Category": "Direct Agent",
         "ComputerEnvironment": "Non-Azure",

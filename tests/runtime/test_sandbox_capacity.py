@@ -40,6 +40,20 @@ def test_slots_move_with_jobs_and_a_lost_lease_is_counted(make_server, make_agen
         query = "Heartbeat | where Computer == 'cap' and SlotsBusy_d == 1 | project SlotsTotal_d, LoadAverage1m_d"
         rows = c.post("/api/v1/query", json={"query": query}).json()["rows"]
         assert rows and rows[0][0] == 2.0 and rows[0][1] >= 0
+        # Perf rows in Azure's shape: a published Heartbeat/Perf join runs unchanged.
+        join = (
+            "Heartbeat | where Computer == 'cap' | join kind=inner (Perf | where ObjectName == \"Processor\") "
+            "on Computer | project Computer, CounterName, InstanceName, CounterValue | take 1"
+        )
+        joined = wait_until(lambda: c.post("/api/v1/query", json={"query": join}).json()["rows"], 20, 0.3, "Perf")
+        assert joined[0][:3] == ["cap", "% Processor Time", "_Total"] and 0 <= joined[0][3] <= 100
+        counters = (
+            "Perf | where Computer == 'cap' | distinct ObjectName, CounterName | order by ObjectName, CounterName"
+        )
+        seen = {tuple(r) for r in c.post("/api/v1/query", json={"query": counters}).json()["rows"]}
+        assert {("Memory", "% Used Memory"), ("Memory", "Available MBytes"), ("Logical Disk", "% Free Space")} <= seen
+        used = metric("outpost_worker_perf", worker="cap", object="Memory", counter="% Used Memory")
+        assert used is not None and 0 < used < 100
 
         assert agent.proc is not None
         agent.proc.send_signal(signal.SIGKILL)
