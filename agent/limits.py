@@ -95,6 +95,7 @@ def detect(mode: str = "auto") -> Enforcement:
             except OSError as exc:
                 why = f"cannot create job cgroups under {own}: {exc.strerror or exc}"
             else:
+                _sweep(bases)
                 return Enforcement("cgroup v1", f"job cgroups under {bases['memory']}", bases)
         if mode == "cgroup":
             raise OSError(f"--limits cgroup: {why}")
@@ -261,6 +262,24 @@ def _empty(path: Path, wait_s: float = 2.0) -> None:
         if time.monotonic() > deadline:
             raise OSError(f"processes {pids[:5]} in {path} did not die")
         time.sleep(0.02)
+
+
+SWEEP_AFTER_S = 60.0
+
+
+def _sweep(bases: dict[str, Path]) -> None:
+    """Remove empty job cgroups left by agents that were killed and never restarted on their state dir.
+
+    rmdir refuses a cgroup that has processes, so a running job's stays; the age guard spares one
+    that another agent made a moment ago and has not joined yet.
+    """
+    now = time.time()
+    for base in dict.fromkeys(bases.values()):
+        with contextlib.suppress(OSError):
+            for entry in base.iterdir():
+                with contextlib.suppress(OSError):
+                    if entry.is_dir() and now - entry.stat().st_mtime > SWEEP_AFTER_S:
+                        entry.rmdir()
 
 
 def _remove(path: Path) -> None:

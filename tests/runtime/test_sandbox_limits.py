@@ -160,3 +160,19 @@ def test_group_limits_are_validated_and_listed(server, make_agent):
     assert group["limits"] == {"memory_mb": 256, "cpu_percent": None, "max_processes": 50}
     usage = cli("group", "set-limits", "g1", env=server.env())
     assert usage.returncode == 2 and "--clear" in usage.stderr
+
+
+def test_empty_job_cgroups_of_killed_agents_are_swept_at_start(cgroups):
+    bases = agent_limits.detect().bases
+    old, fresh = (bases["pids"] / f"left-{os.getpid()}-{n}" for n in ("old", "fresh"))
+    old.mkdir()
+    fresh.mkdir()
+    try:
+        os.utime(old, (1, 1))  # made long ago: its agent is gone
+        agent_limits.detect()
+        assert not old.exists()
+        assert fresh.exists()  # could be another agent's job about to start
+    finally:
+        for path in (old, fresh):
+            if path.exists():
+                path.rmdir()
