@@ -176,3 +176,16 @@ def test_empty_job_cgroups_of_killed_agents_are_swept_at_start(cgroups):
         for path in (old, fresh):
             if path.exists():
                 path.rmdir()
+
+
+def test_limits_resources_and_runtimes_are_stored_on_postgresql(make_server, make_agent, pg_url):
+    server = make_server(database_url=pg_url)
+    make_agent(server, name="pg")
+    with server.client() as c:
+        _set_limits(c, "g1", memory_mb=512, max_processes=100)
+        job = _run(c, "work", WORK, "python3", "g1")
+        assert job["status"] == "Completed", job
+        assert job["resources"]["limits"] == {"memory_mb": 512, "cpu_percent": None, "max_processes": 100}
+        assert job["resources"]["peak_rss_bytes"] >= 40 * MIB
+        assert c.put("/api/v1/runtimes/pgenv", json={"packages": ["requests==2.32.3"]}).status_code == 201
+        assert [e["name"] for e in c.get("/api/v1/runtimes").json()] == ["pgenv"]
