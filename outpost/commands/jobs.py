@@ -159,10 +159,11 @@ def show(
             "created_at",
             "started_at",
             "ended_at",
-            "runtime_environment",
         ),
     )
     extra = resource_fields(job.get("resources"))
+    if job.get("runtime_environment"):
+        extra = {"runtime": job["runtime_environment"], **extra}
     if extra:
         print_fields(extra)
 
