@@ -253,6 +253,35 @@ def run(
             "outpost-runbook when that user exists; the agent's own user name: no switch).",
         ),
     ] = None,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            "--python",
+            help="The interpreter of Python runbooks (default: the machine's python3, never the agent's own venv).",
+        ),
+    ] = None,
+    limits: Annotated[
+        str,
+        typer.Option(
+            "--limits",
+            help="How job limits are enforced: auto (a cgroup per job where writable, else rlimits), "
+            "cgroup (fail to start without one) or rlimit.",
+        ),
+    ] = "auto",
+    runtime_dir: Annotated[
+        Path | None,
+        typer.Option("--runtime-dir", help="Where runtime environments are built (default: <state-dir>/runtimes)."),
+    ] = None,
+    pip_index_url: Annotated[
+        str | None, typer.Option("--pip-index-url", help="The package index runtime environment builds use.")
+    ] = None,
+    pip_find_links: Annotated[
+        list[str] | None,
+        typer.Option("--pip-find-links", help="A wheel directory or page pip looks in (repeatable; air-gapped sites)."),
+    ] = None,
+    pip_no_index: Annotated[
+        bool, typer.Option("--pip-no-index", help="Never ask a package index: only --pip-find-links.")
+    ] = False,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info (lifecycle events: the default), warning or error.")
     ] = "info",
@@ -262,12 +291,15 @@ def run(
 ) -> None:
     """Run the agent in the foreground: long-poll, run jobs, stream results."""
     from agent.logs import LOG_FORMATS, setup_logging
+    from agent.runtime_envs import PipConfig
     from agent.worker import Agent, AgentOptions
 
     if log_format not in LOG_FORMATS:
         fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    if limits not in ("auto", "cgroup", "rlimit"):
+        fail(f"--limits must be auto, cgroup or rlimit, not {limits!r}")
     setup_logging(log_level, log_format)
     try:
         agent = Agent(
@@ -286,6 +318,10 @@ def run(
                 metrics_interval_s=metrics_interval,
                 trusted_keys=trusted_keys,
                 runbook_user=runbook_user,
+                python=python,
+                limits=limits,
+                runtime_dir=runtime_dir.absolute() if runtime_dir else None,
+                pip=PipConfig(index_url=pip_index_url, find_links=pip_find_links or [], no_index=pip_no_index),
             ),
         )
     except (StateError, OSError) as exc:

@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 
 import httpx
 
-from outpost.contract import AGENT_EVENTS, MAX_JOBS_PER_EVENTS_POST, EventsAnswer, JobStatus, StreamType
+from outpost.contract import (
+    AGENT_EVENTS,
+    MAX_JOBS_PER_EVENTS_POST,
+    EventsAnswer,
+    JobResources,
+    JobStatus,
+    StreamType,
+)
 from outpost.http import ApiError, request
 
 log = logging.getLogger("outpost.agent")
@@ -140,11 +147,19 @@ class EventShipper:
             self._started_mono = time.monotonic()
             self._cond.notify_all()
 
-    def status(self, status: JobStatus, reason: str | None = None, exit_code: int | None = None) -> None:
+    def status(
+        self,
+        status: JobStatus,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        resources: JobResources | None = None,
+    ) -> None:
         """Queue a status change; it goes out after every record produced before it."""
         with self._cond:
             self._flush_locked_wait()
             self._status = {"status": status.value, "reason": reason, "exit_code": exit_code}
+            if resources is not None:
+                self._status["resources"] = resources.model_dump()
             self._cond.notify_all()
 
     def _flush_locked_wait(self) -> None:

@@ -16,13 +16,14 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from outpost.contract import JobAssignment, JobStatus
+from outpost.contract import JobAssignment, JobResources, JobStatus
 
 _propagator = TraceContextTextMapPropagator()
 
 
 class JobMetrics:
-    """`outpost.agent.jobs` (counter) and `outpost.agent.job.duration` (histogram, s) per runbook and status."""
+    """`outpost.agent.jobs` (counter), `outpost.agent.job.duration`, `.cpu` (s) and `.peak_rss` (By) histograms,
+    per runbook and status."""
 
     def __init__(self, meter_provider: Any, group: str) -> None:
         meter = meter_provider.get_meter("outpost.agent")
@@ -31,11 +32,22 @@ class JobMetrics:
         self.duration = meter.create_histogram(
             "outpost.agent.job.duration", unit="s", description="Runbook process run time on this worker"
         )
+        self.cpu = meter.create_histogram(
+            "outpost.agent.job.cpu", unit="s", description="CPU time (user + system) of a job's runbook processes"
+        )
+        self.peak_rss = meter.create_histogram(
+            "outpost.agent.job.peak_rss", unit="By", description="Peak resident memory of a job's largest process"
+        )
 
-    def record(self, job: JobAssignment, status: JobStatus, seconds: float) -> None:
+    def record(
+        self, job: JobAssignment, status: JobStatus, seconds: float, resources: JobResources | None = None
+    ) -> None:
         attrs = {"runbook": job.runbook, "status": status.value, "group": self.group}
         self.jobs.add(1, attrs)
         self.duration.record(seconds, attrs)
+        if resources is not None:
+            self.cpu.record(resources.cpu_user_s + resources.cpu_system_s, attrs)
+            self.peak_rss.record(resources.peak_rss_bytes, attrs)
 
 
 @contextmanager

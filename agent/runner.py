@@ -9,7 +9,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -19,11 +18,12 @@ from typing import Any
 
 import httpx
 
-from agent import leftovers, observe
+from agent import leftovers, observe, resources
 from agent.assets_proxy import AssetsProxy
 from agent.classify import classify_stdout, decode_line, split_long
 from agent.events import EventPoster, EventShipper
 from agent.leftovers import JobRecord
+from agent.limits import Confinement, Enforcement
 from agent.observe import JobMetrics
 from agent.runtime import (
     RunAsUser,
@@ -32,11 +32,13 @@ from agent.runtime import (
     python_for,
     resolve_run_as,
     runbook_environment,
+    runbook_pythonpath,
     unwrap_clearsigned,
     verify_clearsigned,
 )
+from agent.runtime_envs import RuntimeCache
 from agent.watchdog import Watchdog, die_with_parent
-from outpost.contract import AGENT_LEASE, JobAssignment, JobStatus, RunbookType, StreamType
+from outpost.contract import AGENT_LEASE, JobAssignment, JobResources, JobStatus, RunbookType, StreamType
 from outpost.http import ApiError, request
 
 log = logging.getLogger("outpost.agent")
@@ -60,6 +62,8 @@ class RunOptions:
     job_metrics: JobMetrics | None = None
     watchdog: Watchdog | None = None  # kills the runbooks if the agent dies
     runbook_user: RunAsUser | None = None  # jobs without RunAs run as this user (see agent/runtime.py)
+    enforcement: Enforcement | None = None  # how the job's limits are enforced (agent/limits.py); None: rlimit
+    runtimes: RuntimeCache | None = None  # builds and caches the jobs' runtime environments
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -74,8 +78,9 @@ def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
 def command_for(job: JobAssignment, script: Path, python: str | None) -> list[str]:
     args = build_argv([(p.name, p.value) for p in job.params])
     if job.runbook_type == RunbookType.PYTHON3:
-        interpreter = python or shutil.which("python3") or sys.executable
-        return [interpreter, "-u", str(script), *args]
+        if python is None:  # the agent resolves one at start (agent/runtime.py): never its own venv's
+            raise FileNotFoundError("no python3 for runbooks on this worker (pass --python PATH)")
+        return [python, "-u", str(script), *args]
     if job.runbook_type == RunbookType.BASH:
         return [shutil.which("bash") or "/bin/bash", str(script), *args]
     pwsh = shutil.which("pwsh")
@@ -98,6 +103,11 @@ class JobRun:
         self._kill_lock = threading.Lock()
         self._workdir: Path | None = None
         self._exited = False  # the runbook has ended (or never started): a lease 409 now is no news
+        # Set once the runbook process is reaped, by the supervising thread only (wait4 gives its rusage;
+        # any other wait on it would take that away).
+        self._reaped = threading.Event()
+        self._rusage: Any = None
+        self._resources: JobResources | None = None
 
     # -- lease -----------------------------------------------------------------
     def _keep_lease(self) -> None:
@@ -136,7 +146,7 @@ class JobRun:
             self._stop_reason = reason
             self._stop_status = status
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None or self._reaped.is_set():
             return
         grace = self.opts.stop_grace_s if grace is None else grace
         threading.Thread(target=self._terminate, args=(proc, grace), daemon=True).start()
@@ -148,9 +158,8 @@ class JobRun:
 
     def _terminate(self, proc: subprocess.Popen[bytes], grace: float) -> None:
         self._signal_group(proc, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-        self._signal_group(proc, signal.SIGKILL)
+        if not self._reaped.wait(grace):
+            self._signal_group(proc, signal.SIGKILL)
 
     # -- output ----------------------------------------------------------------
     def _emit(self, raw: bytes, is_stderr: bool) -> None:
@@ -199,8 +208,8 @@ class JobRun:
                     if len(partial[is_stderr]) > MAX_PARTIAL_LINE:  # no newline in sight: ship what we have
                         self._emit(partial[is_stderr], is_stderr)
                         partial[is_stderr] = b""
-                if pidfd is None and code is None and proc.poll() is not None:
-                    code = self._reap(proc)
+                if pidfd is None and code is None:
+                    code = self._reap(proc, os.WNOHANG)
                 if code is None and deadline is not None and self._stop_reason is None and time.monotonic() >= deadline:
                     self.stop(f"timed out after {self.job.timeout_s:g} s", JobStatus.FAILED)
         finally:
@@ -211,8 +220,19 @@ class JobRun:
                 pipe.close()
         return code
 
-    def _reap(self, proc: subprocess.Popen[bytes]) -> int:
-        code = proc.wait()
+    def _reap(self, proc: subprocess.Popen[bytes], flags: int = 0) -> int | None:
+        """wait4 the runbook process: its exit code and rusage (None with WNOHANG while it runs)."""
+        try:
+            pid, status, rusage = os.wait4(proc.pid, flags)
+        except ChildProcessError:  # reaped elsewhere (never should be): no rusage to report
+            log.error("job %s: the runbook process was reaped by someone else", self.job.job_id)
+            pid, status, rusage = proc.pid, None, None
+        if pid == 0:
+            return None
+        code = os.waitstatus_to_exitcode(status) if status is not None else (proc.returncode or 255)
+        proc.returncode = code
+        self._rusage = rusage
+        self._reaped.set()
         # Children left in the group would hold the pipes open; the job is over for them too.
         self._signal_group(proc, signal.SIGKILL)
         return code
@@ -238,9 +258,9 @@ class JobRun:
                 shutil.rmtree(self._workdir, ignore_errors=True)
             leftovers.remove_record(self.opts.work_root, self.job.job_id)
         if self.opts.job_metrics is not None:
-            self.opts.job_metrics.record(self.job, status, time.monotonic() - started)
+            self.opts.job_metrics.record(self.job, status, time.monotonic() - started, self._resources)
         if not self._lease_lost.is_set():
-            self.events.status(status, reason, code)
+            self.events.status(status, reason, code, self._resources)
         delivered = self.events.close()
         self._done.set()
         if not delivered and not self._lease_lost.is_set():
@@ -259,8 +279,24 @@ class JobRun:
         user = self.opts.runbook_user  # a root agent's default unprivileged user (None: the agent's own)
         if self.job.run_as:
             user = resolve_run_as(self.job.run_as, self.job.run_as_credential, self.opts.worker_name)
-        python = python_for(user, self.opts.python) if self.job.runbook_type == RunbookType.PYTHON3 else None
+        python = None
+        if self.job.runbook_type == RunbookType.PYTHON3:
+            python = self._runtime_python(user) if self.job.runtime else python_for(user, self.opts.python)
         return content, user, python
+
+    def _runtime_python(self, user: RunAsUser | None) -> str:
+        """The job's runtime environment's python, built on first use (its output in the Verbose stream)."""
+        spec = self.job.runtime
+        assert spec is not None
+        if self.opts.runtimes is None:
+            raise RuntimeRefusal(f"runtime environment {spec.name}: this worker does not build runtime environments")
+        python = self.opts.runtimes.ensure(spec, lambda line: self.events.record(StreamType.VERBOSE, line))
+        if user is not None and not user.can_execute(python):
+            raise RuntimeRefusal(
+                f"runtime environment {spec.name}: user {user.name!r} cannot execute {python} "
+                "(put the runtimes in a directory it can reach: outpost worker run --runtime-dir)"
+            )
+        return python
 
     def _make_workdir(self, user: RunAsUser | None) -> Path:
         self.opts.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -293,6 +329,30 @@ class JobRun:
         except RuntimeRefusal as exc:
             log.warning("job %s: not started: %s", self.job.job_id, exc)
             return JobStatus.FAILED, str(exc), None
+        try:
+            confinement = self._confine(user)
+        except RuntimeRefusal as exc:
+            log.warning("job %s: not started: %s", self.job.job_id, exc)
+            return JobStatus.FAILED, str(exc), None
+        try:
+            return self._start_and_supervise(assets_token, content, user, python, confinement)
+        finally:
+            confinement.close()
+
+    def _confine(self, user: RunAsUser | None) -> Confinement:
+        enforcement = self.opts.enforcement
+        if enforcement is None:
+            return Enforcement("rlimit", "no enforcement configured").confine(self.job.job_id, self.job.limits, None)
+        return enforcement.confine(self.job.job_id, self.job.limits, user.uid if user else None)
+
+    def _start_and_supervise(
+        self,
+        assets_token: str | None,
+        content: str,
+        user: RunAsUser | None,
+        python: str | None,
+        confinement: Confinement,
+    ) -> tuple[JobStatus, str | None, int | None]:
         workdir = self._make_workdir(user)
         script = workdir / f"{self.job.runbook}{SUFFIX[self.job.runbook_type]}"
         script.write_text(content, encoding="utf-8")
@@ -309,7 +369,7 @@ class JobRun:
             PYTHONUNBUFFERED="1",
             PYTHONIOENCODING="utf-8",
             PYTHONUTF8="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(sdk), os.environ.get("PYTHONPATH")) if p),
+            PYTHONPATH=runbook_pythonpath(sdk, os.environ.get("PYTHONPATH")),
         )
         if self.opts.assets is not None and assets_token:
             env.update(AUTOMATION_ASSETS_URL=self.opts.assets.url, AUTOMATION_ASSETS_TOKEN=assets_token)
@@ -323,7 +383,11 @@ class JobRun:
                 os.chown(path, user.uid, user.gid)
             switch = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
         try:
-            argv = die_with_parent(command_for(self.job, script, python or self.opts.python))
+            command = command_for(self.job, script, python or self.opts.python)
+            if not os.access(command[0], os.X_OK):  # say so here: behind the limit wrappers it would be an exit 127
+                raise FileNotFoundError(f"{command[0]} is not an executable file")
+            argv = die_with_parent(confinement.wrap(command))
+            started = time.monotonic()
             self._proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
@@ -347,9 +411,14 @@ class JobRun:
             self._exited = True
             if self.opts.watchdog is not None:
                 self.opts.watchdog.unwatch(self._proc.pid)
+        usage = confinement.account(
+            resources.from_rusage(self._rusage, time.monotonic() - started, code)
+            if self._rusage is not None
+            else JobResources(wall_s=time.monotonic() - started, cpu_user_s=0, cpu_system_s=0, peak_rss_bytes=0)
+        )
+        self._resources = usage
         if self._stop_reason is not None:
             return self._stop_status, self._stop_reason, code
         if code == 0:
             return JobStatus.COMPLETED, None, 0
-        detail = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        return JobStatus.FAILED, f"runbook failed: {detail}", code
+        return JobStatus.FAILED, resources.failure_reason(usage, code, confinement.hit_process_limit()), code

@@ -249,22 +249,58 @@ def default_runbook_user(requested: str | None, worker: str) -> RunAsUser | None
     return user
 
 
-def resolve_python3() -> str:
-    """The real interpreter behind `python3` on PATH, found once at agent start.
+_PROBE = "import sys; print(sys.executable); print(sys.prefix)"
 
-    PATH often holds a wrapper (pyenv shims, for instance, re-resolve the version on every
-    call and cost ~100 ms per job); asking the interpreter for sys.executable skips it.
-    """
-    found = shutil.which("python3")
-    if found is None:
-        return sys.executable
+
+def _probe(python: str) -> tuple[str, str] | None:
+    """(sys.executable, sys.prefix) of `python`, run as a runbook would be; None if it does not run."""
     try:
         out = subprocess.run(
-            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
+            [python, "-c", _PROBE], capture_output=True, text=True, timeout=30, check=True, env=runbook_environment()
+        ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
-        return found
-    return out if out and os.path.isabs(out) else found
+        return None
+    return (out[0].strip(), out[1].strip()) if len(out) >= 2 else None
+
+
+def resolve_python3(preferred: str | None = None) -> str | None:
+    """The interpreter Python runbooks run with, found once at agent start (None: there is none).
+
+    `preferred` (`--python PATH`), else the machine's own `python3`: the first on the runbook's PATH
+    (the agent's virtualenv taken off it), then /usr/bin/python3. Never the agent's own virtualenv,
+    whose packages (Outpost's, FastAPI, ...) a runbook must not see; OSError for a `preferred` that
+    is that, or not a Python at all. PATH often holds a wrapper (pyenv shims re-resolve the version on
+    every call, ~100 ms per job); the interpreter's own sys.executable skips it.
+    """
+    own_venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    if preferred:
+        candidates = [preferred]
+    else:
+        path = runbook_environment().get("PATH", os.defpath)
+        candidates = [shutil.which("python3", path=path), "/usr/bin/python3", "/usr/local/bin/python3"]
+    for candidate in candidates:
+        if not candidate or not os.access(candidate, os.X_OK):
+            continue
+        found = _probe(candidate)
+        if found is None:
+            continue
+        executable, prefix = found
+        if own_venv is not None and os.path.realpath(prefix) == own_venv:
+            if preferred:
+                raise OSError(f"--python {preferred} is the agent's own virtualenv; runbooks must not run in it")
+            continue
+        return executable if os.path.isabs(executable) else candidate
+    if preferred:
+        raise OSError(f"--python {preferred} is not a Python interpreter this agent can run")
+    return None
+
+
+def runbook_pythonpath(sdk_dir: Path, inherited: str | None) -> str:
+    """PYTHONPATH of a Python runbook: the automationassets SDK, then the agent's own PYTHONPATH
+    minus the directory Outpost itself is imported from (a source checkout)."""
+    own = os.path.realpath(Path(__file__).resolve().parent.parent)
+    keep = [p for p in (inherited or "").split(os.pathsep) if p and os.path.realpath(p) != own]
+    return os.pathsep.join([str(sdk_dir), *keep])
 
 
 def python_for(user: RunAsUser | None, preferred: str | None) -> str | None:

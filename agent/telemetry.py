@@ -16,12 +16,14 @@ import platform
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from agent.perf import PerfSampler
 from outpost import __version__, contract
 from outpost.http import ApiError, request
 from outpost.state import write_private
@@ -97,6 +99,7 @@ class HeartbeatSender:
         group: str,
         interval_s: float,
         buffer_limit: int = 10_000,
+        capacity: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.client = client
@@ -105,6 +108,8 @@ class HeartbeatSender:
         self.interval_s = max(0.05, float(interval_s))
         self.buffer_limit = max(1, buffer_limit)
         self.buffer_path = self.state_dir / BUFFER_FILE
+        self.capacity = capacity  # the agent's slots and load, merged into each row (docs/sandbox.md)
+        self.perf = PerfSampler(worker_name)  # the machine's Perf rows, sent with each beat (best effort)
         self._lock = threading.Lock()
         self._machine = machine_columns()
         self.source_computer_id = self._computer_id()
@@ -140,6 +145,8 @@ class HeartbeatSender:
                 "HeartbeatId": str(uuid.uuid4()),
             }
         )
+        if self.capacity is not None:
+            row.update(self.capacity())
         return row
 
     # -- buffer ------------------------------------------------------------------
@@ -180,8 +187,11 @@ class HeartbeatSender:
                 rows = rows[-self.buffer_limit :]
             self._write_buffer(rows)
 
-    def flush(self) -> bool:
-        """Send everything buffered, oldest first; True when the buffer is empty afterwards."""
+    def flush(self, perf: list[dict[str, Any]] | None = None) -> bool:
+        """Send everything buffered, oldest first; True when the buffer is empty afterwards.
+
+        `perf` rides along with the first request and is not kept when that fails: a machine's
+        load from an hour ago, re-sent after an outage, is worth less than its disk space."""
         while True:
             with self._lock:
                 rows = self._read_buffer()
@@ -193,8 +203,13 @@ class HeartbeatSender:
                     self.client,
                     "POST",
                     contract.AGENT_HEARTBEAT,
-                    json={"rows": batch, "sent_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")},
+                    json={
+                        "rows": batch,
+                        "sent_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                        **({"perf": perf} if perf else {}),
+                    },
                 )
+                perf = None
             except ApiError as exc:
                 self.last_error = exc.message
                 if 400 <= exc.status < 500 and exc.status not in (401, 403, 408, 429):
@@ -218,8 +233,9 @@ class HeartbeatSender:
             self._write_buffer([r for r in self._read_buffer() if r.get("HeartbeatId") not in ids])
 
     def beat(self) -> bool:
-        self.enqueue(self.make_row())
-        return self.flush()
+        now = datetime.now(UTC)
+        self.enqueue(self.make_row(now))
+        return self.flush(self.perf.sample(now))
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

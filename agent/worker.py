@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from agent import leftovers
+from agent import leftovers, limits
 from agent.assets_proxy import AssetsProxy
 from agent.events import EventPoster
 from agent.failover import FailoverClient
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
 from agent.runtime import DEFAULT_RUNBOOK_USER, RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
+from agent.runtime_envs import PipConfig, RuntimeCache
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
 from agent.watchdog import Watchdog
@@ -67,6 +68,9 @@ class AgentOptions:
     otlp_endpoint: str | None = None  # None: the server this worker is registered to
     metrics_interval_s: float = 60.0
     runbook_user: str | None = None  # None: `outpost-runbook` if it exists and the agent is root
+    limits: str = "auto"  # how job limits are enforced: auto | cgroup | rlimit (agent/limits.py)
+    runtime_dir: Path | None = None  # where runtime environments are built (default: <state-dir>/runtimes)
+    pip: PipConfig = field(default_factory=PipConfig)  # the index and find-links runtime builds use
 
 
 TRUSTED_KEYS_IN_STATE = "trusted-keys"  # <state-dir>/trusted-keys (file or directory) when no option is given
@@ -98,12 +102,16 @@ class Agent:
             worker_name=self.registration.name,
             stop_grace_s=options.stop_grace_s,
             lease_renew_s=options.lease_renew_s,
-            python=options.python or resolve_python3(),
+            python=resolve_python3(options.python),
+            enforcement=limits.detect(options.limits),
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
             events=EventPoster(self.client),
             watchdog=self.watchdog,
             runbook_user=self._runbook_user(options),
+        )
+        self.run_options.runtimes = RuntimeCache(
+            options.runtime_dir or state.dir / "runtimes", self.run_options.python, options.pip
         )
         self._tracer_provider, self._meter_provider = self._otel(options)
         if self._tracer_provider is not None:
@@ -165,13 +173,42 @@ class Agent:
                 "or pass --runbook-user NAME",
                 DEFAULT_RUNBOOK_USER,
             )
-        self._note_now(runbook_user=user.name if user else None, runbooks_can_read_credential=user is None)
+        opts = self.run_options
+        enforcement = opts.enforcement
+        assert enforcement is not None
+        log.info(
+            "Python runbooks run with %s; job limits are enforced by %s (%s)",
+            opts.python or "no python3 (none found: pass --python PATH)",
+            enforcement.mechanism,
+            enforcement.why,
+        )
+        self._note_now(
+            runbook_user=user.name if user else None,
+            runbooks_can_read_credential=user is None,
+            runbook_python=opts.python,
+            limits_enforced_by=enforcement.mechanism,
+            limits_enforcement=enforcement.why,
+        )
 
     def _note_now(self, **fields: object) -> None:
         try:
             self.state.update_status(pid=os.getpid(), **fields)
         except OSError as exc:
             log.warning("cannot update %s: %s", self.state.status_path, exc)
+
+    def _capacity(self) -> dict[str, Any]:
+        """Heartbeat columns: slots, busy slots (jobs held), machine load, how limits are enforced."""
+        with self._runs_lock:
+            busy = len(self._held)
+        enforcement = self.run_options.enforcement
+        return {
+            "SlotsTotal_d": self.opts.concurrency,
+            "SlotsBusy_d": min(busy, self.opts.concurrency),
+            "LoadAverage1m_d": round(os.getloadavg()[0], 2),
+            "CpuCount_d": os.cpu_count() or 1,
+            "LimitsEnforcedBy_s": enforcement.mechanism if enforcement else None,
+            "RuntimeEnvironments_s": ",".join(self.run_options.runtimes.held()) if self.run_options.runtimes else "",
+        }
 
     def poll_once(self, free: int = 1) -> list[JobAssignment]:
         """Ask for up to `free` jobs (this worker's free slots), holding up to the poll hold time."""
@@ -271,6 +308,7 @@ class Agent:
             worker_name=reg.name,
             group=reg.group,
             interval_s=self.opts.heartbeat_interval_s,
+            capacity=self._capacity,
         )
         selfcheck: SelfCheck | None = None
         if self.opts.diagnose_interval_s > 0:
@@ -377,7 +415,10 @@ class Agent:
 
     def _recover(self) -> None:
         """Before the first poll: kill and clean up what a previous agent process left in work/."""
+        enforcement = self.run_options.enforcement
         for left in leftovers.recover(self.run_options.work_root):
+            if enforcement is not None:
+                enforcement.remove_leftover(left.job_id)
             if left.killed:
                 log.warning(
                     "job %s: killed %d runbook process(es) left by a previous agent (PIDs %s)",

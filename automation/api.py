@@ -42,6 +42,7 @@ class JobBody(BaseModel):
     run_on: str
     params: list[JobParam] = Field(default_factory=list)
     timeout_s: float | None = None
+    runtime_environment: str | None = Field(default=None, description="run in this runtime environment instead")
 
 
 async def _wait_for(cp: ControlPlane, topic: str, seconds: float, check: Callable[[], Any]) -> Any:
@@ -142,6 +143,7 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
             body.timeout_s,
             request.headers.get("traceparent"),
             idempotency_key,
+            runtime=body.runtime_environment,
         )
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(orjson.dumps(job), status_code=201, media_type="application/json", headers=headers)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from automation import api, arm, db, middleware, runtime_api, secrets, tokens_api
+from automation import api, arm, db, limits, middleware, runtime_api, runtime_envs, secrets, tokens_api
 from automation.audit import AuditTrail
 from automation.auth import RoleChecks, role_checks, worker_dependency
 from automation.background import Background
@@ -85,6 +85,8 @@ def create_app(
     app.include_router(api.agent_router(cp, require_worker))
     app.include_router(api.admin_router(cp, roles))
     app.include_router(tokens_api.router(cp, roles))
+    app.include_router(limits.router(cp, roles))
+    app.include_router(runtime_envs.router(cp, roles))
     for router in runtime_api.routers(cp, roles, require_worker):
         app.include_router(router)
     if extra_routers is not None:

@@ -16,7 +16,16 @@ from automation import lifecycle
 from automation.context import ControlPlane
 from automation.lifecycle import Claimed
 from automation.queue_sql import HELD
-from outpost.contract import EventAck, EventBatch, JobAssignment, JobParam, LeaseResponse, RunbookType
+from outpost.contract import (
+    EventAck,
+    EventBatch,
+    JobAssignment,
+    JobLimits,
+    JobParam,
+    LeaseResponse,
+    RunbookType,
+    RuntimeSpec,
+)
 from outpost.observer import WorkerIdentity
 
 __all__ = ["HELD", "apply_events", "claim", "renew", "unsettled"]
@@ -49,6 +58,8 @@ def claim(
             traceparent=job.traceparent,
             run_as=run_as,
             run_as_credential=run_as_credential,
+            limits=JobLimits.model_validate_json(claimed.limits_json) if claimed.limits_json else None,
+            runtime=RuntimeSpec.model_validate_json(job.runtime_json) if job.runtime_json else None,
         )
         for job in claimed.jobs
     ]

@@ -44,6 +44,8 @@ def view(job: JobRecord) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "ended_at": _iso(job.ended_at),
         "last_status_at": _iso(job.last_status_at),
+        "resources": json.loads(job.resources_json) if job.resources_json else None,
+        "runtime_environment": json.loads(job.runtime_json)["name"] if job.runtime_json else None,
     }
 
 
@@ -111,6 +113,7 @@ def create(
     parent_traceparent: str | None = None,
     idempotency_key: str | None = None,
     once: lifecycle.Idempotency | None = None,
+    runtime: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Queue a job. -> (its view, replayed): replayed when `idempotency_key` (a client's, from
     POST /jobs) or `once` (a webhook request's or schedule occurrence's) started it before."""
@@ -121,7 +124,9 @@ def create(
         raise BadRequest(f"timeout must be between 0 and {MAX_TIMEOUT_S} seconds")
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
-        asked = lifecycle.fingerprint(runbook=runbook, run_on=run_on, params=raw, timeout_s=timeout_s)
+        asked = lifecycle.fingerprint(
+            runbook=runbook, run_on=run_on, params=raw, timeout_s=timeout_s, **({"runtime": runtime} if runtime else {})
+        )
         once = lifecycle.Idempotency(key=f"api:{idempotency_key}", fingerprint=asked)
     job, replayed = lifecycle.create(
         cp,
@@ -131,6 +136,7 @@ def create(
         timeout_s,
         parent_traceparent,
         once,
+        runtime=runtime,
     )
     return view(job), replayed
 

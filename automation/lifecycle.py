@@ -15,6 +15,7 @@ wake-ups, trace spans) happen here too, so every caller gets them alike.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from automation import queue_sql, tracing
+from automation import queue_sql, runtime_envs, tracing
 from automation.context import ControlPlane
 from automation.errors import STORE, BadRequest, Conflict, NotFound, is_store_outage
 from automation.models import as_utc, utcnow
@@ -109,6 +110,8 @@ class JobRecord:
     started_at: datetime | None
     ended_at: datetime | None
     last_status_at: datetime
+    resources_json: str | None = None
+    runtime_json: str | None = None
 
     @classmethod
     def of(cls, row: Row[Any]) -> JobRecord:
@@ -127,6 +130,7 @@ def event_of(job: JobRecord, description: str | None = None) -> JobEvent:
         created_at=job.created_at,
         started_at=job.started_at,
         ended_at=job.ended_at,
+        resources=json.loads(job.resources_json) if job.resources_json else None,
     )
 
 
@@ -158,8 +162,11 @@ def create(
     parent_traceparent: str | None = None,
     once: Idempotency | None = None,
     now: datetime | None = None,
+    runtime: str | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Queue a job; with `once`, a repeat of the key returns the job it started. -> (job, replayed)."""
+    """Queue a job; with `once`, a repeat of the key returns the job it started. -> (job, replayed).
+
+    `runtime` names a runtime environment for this job instead of its runbook's."""
     now = now or utcnow()
     job_id = str(uuid.uuid4())
     with cp.transaction() as conn:
@@ -202,6 +209,8 @@ def create(
                 "started_at": None,
                 "ended_at": None,
                 "last_status_at": now,
+                "resources_json": None,
+                "runtime_json": runtime_envs.snapshot(conn, rb, runtime),
             },
         ).one()
         cp.notifier.notify_replicas(conn, group_topic(row.group_name))
@@ -247,6 +256,7 @@ class Claimed:
     reoffered: int
     run_as_credential: str | None
     run_as_public_json: str | None
+    limits_json: str | None = None  # the group's JobLimits
 
 
 def unsettled(cp: ControlPlane, identity: WorkerIdentity, held: Collection[str] | None) -> bool:
@@ -332,6 +342,7 @@ def claim(
         reoffered=len(offered),
         run_as_credential=run_as.run_as_credential if run_as is not None else None,
         run_as_public_json=run_as.public_json if run_as is not None else None,
+        limits_json=run_as.limits_json if run_as is not None else None,
     )
 
 
@@ -431,6 +442,7 @@ def apply_events(
                     lease_expires_at=None,
                     exit_code=batch.status.exit_code,
                     status_reason=batch.status.reason,
+                    resources_json=batch.status.resources.model_dump_json() if batch.status.resources else None,
                 )
         if changes:
             values = {f"b_{c}": changes.get(c, getattr(job, c)) for c in queue_sql.EVENT_COLUMNS}
@@ -520,7 +532,7 @@ def _notify_lost(cp: ControlPlane, conn: Connection, job: JobRecord) -> None:
 def _after_loss(cp: ControlPlane, lost: list[JobRecord]) -> None:
     for job in lost:
         log.info("job %s: %s", job.id, job.status_reason)
-        cp.observer.on_job_status(event_of(job))
+        cp.observer.on_job_status(dataclasses.replace(event_of(job), lost=True))
         cp.notifier.wake(job_topic(job.id), replicas=False)
         if job.status == S.NEW:
             cp.notifier.wake(group_topic(job.group_name), replicas=False)

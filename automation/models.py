@@ -38,6 +38,8 @@ class WorkerGroup(SQLModel, table=True):
     name: str = Field(index=True, unique=True, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
     run_as_credential: str | None = Field(default=None, max_length=128)  # RunAs: a credential asset's name
+    # Its jobs' resource limits, a contract.JobLimits as JSON (migration 0006); None: none.
+    limits_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Worker(SQLModel, table=True):
@@ -72,6 +74,19 @@ class Runbook(SQLModel, table=True):
     published_at: datetime | None = None
     retry_on_worker_loss: bool = False
     created_at: datetime = Field(default_factory=utcnow)
+    runtime_environment: str | None = Field(default=None, max_length=128)  # its jobs' Python environment (0006)
+
+
+class RuntimeEnvironment(SQLModel, table=True):
+    """A named Python environment (automation/runtime_envs.py): workers build it on first use (migration 0006)."""
+
+    __tablename__ = "runtime_environment"
+    name: str = Field(primary_key=True, max_length=128)
+    python: str | None = Field(default=None, max_length=16)  # "3.11"; None: the worker's python3
+    requirements: str = Field(default="", sa_column=Column(Text, nullable=False))  # requirements.txt lines
+    description: str = Field(default="", max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Job(SQLModel, table=True):
@@ -99,6 +114,10 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     last_status_at: datetime = Field(default_factory=utcnow)
+    # What the runbook consumed and the limits in force, a contract.JobResources as JSON (migration 0006).
+    resources_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The runtime environment it runs in, as it was when the job was created: a contract.RuntimeSpec (0006).
+    runtime_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
     __table_args__ = (
         Index("ix_job_queue", "group_id", "status", "created_at"),

@@ -95,7 +95,7 @@ CLAIM = {"postgresql": _claim(skip_locked=True), "sqlite": _claim(skip_locked=Fa
 
 # A group's RunAs account: its credential asset's name and public part (the user name).
 RUN_AS = (
-    select(_group.run_as_credential, _asset.public_json)
+    select(_group.run_as_credential, _asset.public_json, _group.limits_json)
     .select_from(
         WorkerGroup.__table__.outerjoin(  # type: ignore[attr-defined]
             Asset.__table__,  # type: ignore[attr-defined]
@@ -120,7 +120,16 @@ RENEW = (
 JOB_FOR_EVENTS = {"postgresql": JOB_BY_ID.with_for_update(), "sqlite": JOB_BY_ID}
 
 # Every column an event batch may change, set together (unchanged ones keep the value just read).
-EVENT_COLUMNS = ("status", "started_at", "last_status_at", "ended_at", "lease_expires_at", "exit_code", "status_reason")
+EVENT_COLUMNS = (
+    "status",
+    "started_at",
+    "last_status_at",
+    "ended_at",
+    "lease_expires_at",
+    "exit_code",
+    "status_reason",
+    "resources_json",
+)
 APPLY_EVENT = update(JOB).where(_job.id == bindparam("job_id")).values({c: bindparam(f"b_{c}") for c in EVENT_COLUMNS})
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from automation import secrets
+from automation import limits, secrets
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict, NotFound, Unauthorized
 from automation.models import Job, Setting, Worker, WorkerGroup, utcnow
@@ -219,6 +219,7 @@ def list_groups(cp: ControlPlane) -> list[dict[str, object]]:
             "workers": counts.get(g.id, 0),
             "queued_jobs": queued.get(g.id, 0),
             "run_as_credential": g.run_as_credential,
+            "limits": limits.of_group(g),
             "created_at": g.created_at.isoformat(),
         }
         for g in groups

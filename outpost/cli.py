@@ -27,6 +27,7 @@ SUBAPPS: list[tuple[str, str]] = [
     ("schedule", "outpost.commands.schedules:app"),
     ("webhook", "outpost.commands.webhooks:app"),
     ("token", "outpost.commands.tokens:app"),
+    ("runtime", "outpost.commands.runtimes:app"),
 ]
 COMMANDS: list[tuple[str, str]] = [
     ("server", "outpost.commands.server:server"),
@@ -54,6 +55,7 @@ SUMMARIES: dict[str, str] = {
     "schedule": "Schedules that start runbooks (one-time or recurring, in a time zone).",
     "webhook": "Webhooks: secret URLs that start a runbook (the URL is shown once).",
     "token": "Create, list and revoke named API tokens (roles: reader, operator, author, admin).",
+    "runtime": "Runtime environments: a Python version and packages that Python runbooks run in.",
 }
 
 

@@ -101,6 +101,41 @@ class RegisterResponse(BaseModel):
     credential: str
 
 
+class JobLimits(BaseModel):
+    """A job's resource limits (a worker group's, see automation/limits.py); None: not limited."""
+
+    memory_mb: int | None = Field(default=None, ge=8, le=16 * 1024 * 1024)
+    cpu_percent: float | None = Field(default=None, gt=0, le=100 * 1024)  # of one CPU: 200 = two CPUs
+    max_processes: int | None = Field(default=None, ge=1, le=4 * 1024 * 1024)
+
+    def is_empty(self) -> bool:
+        return self.memory_mb is None and self.cpu_percent is None and self.max_processes is None
+
+
+class JobResources(BaseModel):
+    """What a job's runbook consumed, as its worker measured it (agent/resources.py), and the limits in force."""
+
+    wall_s: float
+    cpu_user_s: float
+    cpu_system_s: float
+    peak_rss_bytes: int  # the largest resident set of the runbook or a descendant it waited for
+    exit_signal: int | None = None  # the signal that ended the runbook process
+    measured_by: str = "rusage"  # rusage | cgroup v1
+    memory_peak_bytes: int | None = None  # the job cgroup's peak (every process, page cache included)
+    cpu_throttled_s: float | None = None  # time held back by the CPU quota
+    oom_killed: bool = False  # killed by the kernel at the memory limit
+    limits: JobLimits | None = None
+    enforced_by: str | None = None  # cgroup v1 | rlimit
+
+
+class RuntimeSpec(BaseModel):
+    """A job's runtime environment, as it was when the job was created (automation/runtime_envs.py)."""
+
+    name: str
+    python: str | None = None  # "3.11"; None: the worker's python3
+    requirements: list[str] = Field(default_factory=list)  # requirements.txt lines, no pip options
+
+
 class JobAssignment(BaseModel):
     """What a poll answers with: everything the agent needs to run the job."""
 
@@ -115,6 +150,8 @@ class JobAssignment(BaseModel):
     traceparent: str | None = None
     run_as: str | None = None  # RunAs: the local user the job runs as (its group's credential asset)
     run_as_credential: str | None = None  # that asset's name, for messages
+    limits: JobLimits | None = None  # its group's resource limits
+    runtime: RuntimeSpec | None = None  # the Python environment it runs in (None: the worker's python3)
 
 
 MAX_HELD_PER_POLL = 1024
@@ -162,6 +199,7 @@ class StatusEvent(BaseModel):
     # When the runbook process started (agent clock). A job that ends within one batch
     # window sends its end with this instead of a separate Running: one request, not two.
     started_at: str | None = None
+    resources: JobResources | None = None  # with a final status: what the runbook consumed
 
 
 class EventBatch(BaseModel):

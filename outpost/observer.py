@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from outpost.contract import StreamRecord
 
@@ -38,6 +38,8 @@ class JobEvent:
     created_at: datetime | None = None
     started_at: datetime | None = None  # when it became Running
     ended_at: datetime | None = None
+    resources: dict[str, Any] | None = None  # a final job's contract.JobResources
+    lost: bool = False  # the change is the worker-loss outcome (automation.lifecycle)
 
 
 @dataclass(frozen=True)

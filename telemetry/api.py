@@ -116,7 +116,15 @@ def build_router(
             inserted, dupes = await run_in_threadpool(take_heartbeats, body["rows"], worker, body.get("sent_at"))
         except HeartbeatRowError as exc:
             raise HTTPException(400, str(exc)) from None
-        return {"accepted": inserted, "duplicates": dupes}
+        answer: dict[str, Any] = {"accepted": inserted, "duplicates": dupes}
+        if body.get("perf") is not None:  # the machine's Perf rows (agent/perf.py): a bad one costs no heartbeat
+            try:
+                answer["perf"] = await run_in_threadpool(
+                    lambda: collector.ingest_perf(body["perf"], worker=worker.name, group=worker.group)
+                )
+            except HeartbeatRowError as exc:
+                answer["perf_error"] = str(exc)
+        return answer
 
     @router.post(contract.AGENT_DIAGNOSTICS, tags=["agent"])
     async def diagnostics(request: Request, worker: WorkerIdentity = Depends(require_worker)) -> dict[str, Any]:

@@ -46,6 +46,7 @@ RETENTION_INTERVAL_S = 3600.0
 MAX_CONCURRENT_QUERIES = 4
 DIAGNOSE_STATUSES = rows.DIAGNOSE_STATUSES
 HEARTBEAT_SUBSCRIPTION = rows.SUBSCRIPTION
+LOSS_OUTCOMES = ("requeued", "suspended", "failed", "stopped")
 
 
 class _Observer:
@@ -53,6 +54,7 @@ class _Observer:
 
     def __init__(self, collector: Collector) -> None:
         self._c = collector
+        self._groups: set[str] = set()  # groups whose jobs_lost series exist
 
     def on_job_status(self, event: JobEvent) -> None:
         c = self._c
@@ -66,6 +68,17 @@ class _Observer:
             c.metrics.duration.labels(event.runbook, event.group).observe(
                 max(0.0, (end - event.started_at).total_seconds())
             )
+        if event.resources:
+            res = event.resources
+            c.metrics.job_cpu.labels(event.runbook, event.group).observe(res["cpu_user_s"] + res["cpu_system_s"])
+            c.metrics.job_peak_rss.labels(event.runbook, event.group).observe(res["peak_rss_bytes"])
+        if event.group not in self._groups:  # every outcome from 0, so that rate() sees the first loss
+            self._groups.add(event.group)
+            for outcome in LOSS_OUTCOMES:
+                c.metrics.jobs_lost.labels(event.group, outcome)
+        if event.lost:
+            outcome = "requeued" if status == "New" else status.lower()
+            c.metrics.jobs_lost.labels(event.group, outcome).inc()
         c.enqueue("AzureDiagnostics", [rows.joblog_row(event)])
 
     def on_job_streams(self, event: JobEvent, records: Sequence[StreamRecord]) -> None:
@@ -235,8 +248,17 @@ class Collector:
                 now = now.replace(tzinfo=UTC)
             if batch.n:
                 worker, group = batch.columns["Computer"][0], batch.columns["WorkerGroup_s"][0]
-                self.metrics.fleet.heartbeat(worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now))
+                self.metrics.fleet.heartbeat(
+                    worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now), rows.latest_capacity(batch)
+                )
         return inserted, dupes
+
+    def ingest_perf(self, payload: Any, *, worker: str, group: str) -> int:
+        """A worker's Perf rows (sent with its heartbeat): stored, and its per-worker gauges updated."""
+        out = rows.perf_rows(payload, worker=worker, group=group)
+        self.enqueue("Perf", out)
+        self.metrics.fleet.perf_sample(worker, group, out)
+        return len(out)
 
     def ingest_diagnostics(
         self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None
@@ -256,6 +278,8 @@ class Collector:
 
     def worker_removed(self, name: str, group: str) -> None:
         self.metrics.fleet.remove(name, group)
+        # What the stale-worker KQL rule reads: heartbeats before this no longer count.
+        self.enqueue("AzureDiagnostics", [rows.worker_removed_row(datetime.now(UTC), name, group)])
 
     # -- records forwarded by replicas (telemetry/forwarding.py) ----------------
 

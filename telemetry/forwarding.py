@@ -220,7 +220,9 @@ class Forwarder:
             now = now.replace(tzinfo=UTC)
         items = [r if r.get("HeartbeatId") else {**r, "HeartbeatId": str(uuid.uuid4())} for r in payload_rows]
         if batch.n:
-            self.metrics.fleet.heartbeat(worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now))
+            self.metrics.fleet.heartbeat(
+                worker, group, now.timestamp(), heartbeat_skew(batch, sent_at, now), rows.latest_capacity(batch)
+            )
             self._spool(
                 [
                     {
@@ -234,6 +236,13 @@ class Forwarder:
                 ]
             )
         return batch.n, 0
+
+    def ingest_perf(self, payload: Any, *, worker: str, group: str) -> int:
+        """As the collector's: validated here, stored there (spooled as rows), gauges on this replica."""
+        out = rows.perf_rows(payload, worker=worker, group=group)
+        self.enqueue("Perf", out)
+        self.metrics.fleet.perf_sample(worker, group, out)
+        return len(out)
 
     def ingest_diagnostics(
         self, results: Sequence[Mapping[str, Any]], *, worker: str, group: str, time_: Any = None

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,11 +34,19 @@ SCRAPE_FAMILIES = (
     "outpost_certificate_expiry_timestamp_seconds",
     "outpost_build_info",
     "outpost_otlp_metric_series_dropped",
+    "outpost_worker_slots",
+    "outpost_worker_slots_busy",
+    "outpost_worker_load1",
+    "outpost_worker_cpus",
+    "outpost_group_slots",
+    "outpost_worker_perf",
 )
 
 # Jobs run from seconds to hours.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+CPU_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+RSS_BUCKETS = tuple(float(m << 20) for m in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384))
 
 
 @dataclass
@@ -46,6 +55,16 @@ class WorkerState:
     group: str
     last_heartbeat: float  # server receive time, unix seconds
     clock_skew_s: float | None = None
+    capacity: dict[str, float] | None = None  # the latest heartbeat's rows.CAPACITY_COLUMNS
+
+
+# Heartbeat column -> the per-worker gauge it feeds.
+CAPACITY_GAUGES = {
+    "SlotsTotal_d": ("outpost_worker_slots", "Jobs the worker runs at most at once (its --concurrency)"),
+    "SlotsBusy_d": ("outpost_worker_slots_busy", "Of the worker's slots, those holding a job"),
+    "LoadAverage1m_d": ("outpost_worker_load1", "The worker machine's 1-minute load average"),
+    "CpuCount_d": ("outpost_worker_cpus", "CPUs of the worker machine"),
+}
 
 
 class FleetState:
@@ -55,8 +74,12 @@ class FleetState:
         self._lock = threading.Lock()
         self.workers: dict[tuple[str, str], WorkerState] = {}
         self.checks: dict[tuple[str, str], dict[str, bool]] = {}  # (worker, group) -> check -> failing
+        # (worker, group) -> (object, counter, instance) -> the latest Perf value
+        self.perf: dict[tuple[str, str], dict[tuple[str, str, str], float]] = {}
 
-    def heartbeat(self, name: str, group: str, received: float, skew: float | None) -> None:
+    def heartbeat(
+        self, name: str, group: str, received: float, skew: float | None, capacity: dict[str, float] | None = None
+    ) -> None:
         with self._lock:
             # A worker that moved group is one worker: drop its old series.
             for key in [k for k in self.workers if k[0] == name and k[1] != group]:
@@ -65,8 +88,18 @@ class FleetState:
             state = self.workers.get((name, group))
             if state is None or received >= state.last_heartbeat:
                 self.workers[(name, group)] = WorkerState(
-                    name, group, received, skew if skew is not None else (state.clock_skew_s if state else None)
+                    name,
+                    group,
+                    received,
+                    skew if skew is not None else (state.clock_skew_s if state else None),
+                    capacity if capacity is not None else (state.capacity if state else None),
                 )
+
+    def perf_sample(self, name: str, group: str, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.perf[(name, group)] = {
+                (r["ObjectName"], r["CounterName"], r["InstanceName"]): r["CounterValue"] for r in rows
+            }
 
     def diagnose(self, name: str, group: str, results: dict[str, bool]) -> None:
         with self._lock:
@@ -78,6 +111,12 @@ class FleetState:
                 del self.workers[key]
             for key in [k for k in self.checks if k[0] == name and (group is None or k[1] == group)]:
                 del self.checks[key]
+            for key in [k for k in self.perf if k[0] == name and (group is None or k[1] == group)]:
+                del self.perf[key]
+
+    def perf_snapshot(self) -> dict[tuple[str, str], dict[tuple[str, str, str], float]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self.perf.items()}
 
     def snapshot(self) -> tuple[list[WorkerState], dict[tuple[str, str], dict[str, bool]]]:
         with self._lock:
@@ -141,6 +180,18 @@ class _ScrapeCollector(_PromCollector):
         yield up
         yield last
         yield skew
+        yield from _capacity_families(workers, now, m.stale_after_s)
+        perf = GaugeMetricFamily(
+            "outpost_worker_perf",
+            "The worker machine's latest Perf counters (Processor, Memory, Logical Disk, System)",
+            labels=["worker", "group", "object", "counter", "instance"],
+        )
+        for (name, group), counters in m.fleet.perf_snapshot().items():
+            if registered is not None and name not in registered.get(group, set()):
+                continue
+            for (obj, counter, instance), value in sorted(counters.items()):
+                perf.add_metric([name, group, obj, counter, instance], value)
+        yield perf
 
         fleet = GaugeMetricFamily("outpost_workers", "Workers per group by state", labels=["group", "state"])
         all_groups = {g for g, _ in counts} | set(registered or {})
@@ -184,6 +235,32 @@ class _ScrapeCollector(_PromCollector):
         yield build
 
 
+def _capacity_families(workers: list[WorkerState], now: float, stale_after_s: float) -> Iterator[Metric]:
+    """Per-worker capacity and load gauges, and slots per group (live workers only)."""
+    families = {
+        col: GaugeMetricFamily(name, text, labels=["worker", "group"]) for col, (name, text) in CAPACITY_GAUGES.items()
+    }
+    group_slots = GaugeMetricFamily(
+        "outpost_group_slots", "Job slots of the group's live workers, by state", labels=["group", "state"]
+    )
+    per_group: dict[str, list[float]] = {}
+    for w in workers:
+        if not w.capacity:
+            continue
+        for col, value in w.capacity.items():
+            if col in families:
+                families[col].add_metric([w.name, w.group], value)
+        if now - w.last_heartbeat <= stale_after_s:
+            totals = per_group.setdefault(w.group, [0.0, 0.0])
+            totals[0] += w.capacity.get("SlotsTotal_d", 0.0)
+            totals[1] += w.capacity.get("SlotsBusy_d", 0.0)
+    for group, (total, busy) in sorted(per_group.items()):
+        group_slots.add_metric([group, "total"], total)
+        group_slots.add_metric([group, "busy"], busy)
+    yield from families.values()
+    yield group_slots
+
+
 def _with_store_liveness(workers: list[WorkerState], groups: list[GroupSnapshot]) -> list[WorkerState]:
     """Last heartbeats from the shared store (every replica sees the same), where it keeps them.
 
@@ -201,7 +278,15 @@ def _with_store_liveness(workers: list[WorkerState], groups: list[GroupSnapshot]
             mine = local.get((name, g.group))
             times = [t for t in (stored, mine.last_heartbeat if mine else None) if t is not None]
             if times:
-                out.append(WorkerState(name, g.group, max(times), mine.clock_skew_s if mine else None))
+                out.append(
+                    WorkerState(
+                        name,
+                        g.group,
+                        max(times),
+                        mine.clock_skew_s if mine else None,
+                        mine.capacity if mine else None,
+                    )
+                )
     return out
 
 
@@ -229,6 +314,27 @@ class CollectorMetrics:
             buckets=QUEUE_WAIT_BUCKETS,
             registry=r,
         )
+        # What a job's runbook consumed, as its worker measured it (contract.JobResources).
+        self.job_cpu = Histogram(
+            "outpost_job_cpu_seconds",
+            "CPU time (user + system) of a job's runbook processes",
+            ["runbook", "group"],
+            buckets=CPU_BUCKETS,
+            registry=r,
+        )
+        self.job_peak_rss = Histogram(
+            "outpost_job_peak_rss_bytes",
+            "Peak resident memory of a job's largest runbook process",
+            ["runbook", "group"],
+            buckets=RSS_BUCKETS,
+            registry=r,
+        )
+        self.jobs_lost = Counter(
+            "outpost_jobs_lost",
+            "Jobs whose worker was lost (lease expired, or its agent restarted without them), by outcome",
+            ["group", "outcome"],
+            registry=r,
+        )
         self.polls = Counter("outpost_polls", "Worker polls by outcome", ["group", "outcome"], registry=r)
         self.dispatches = Counter("outpost_dispatches", "Jobs handed to workers", ["group"], registry=r)
         self.rows = Counter("outpost_telemetry_rows", "Rows stored by the collector", ["table"], registry=r)
@@ -250,6 +356,9 @@ class CollectorMetrics:
                 self.jobs,
                 self.duration,
                 self.queue_wait,
+                self.job_cpu,
+                self.job_peak_rss,
+                self.jobs_lost,
                 self.polls,
                 self.dispatches,
                 self.rows,

@@ -29,6 +29,9 @@ RESULT_TYPES = {"Running": "Started"}
 
 DIAGNOSE_STATUSES = ("pass", "warn", "fail", "skip")
 
+# Numbers an agent reports about its capacity and load, checked as numbers.
+CAPACITY_COLUMNS = frozenset({"SlotsTotal_d", "SlotsBusy_d", "LoadAverage1m_d", "CpuCount_d"})
+
 # What an agent may send (the receive time is the server's to set).
 _HEARTBEAT_NAMES = frozenset(c for c, _ in HEARTBEAT_COLUMNS if not c.startswith("_Time"))
 
@@ -59,7 +62,31 @@ def joblog_row(event: JobEvent) -> dict[str, Any]:
         "HybridWorker_s": event.worker,
         "Level": "Error" if status in ("Failed", "Suspended") else "Informational",
         "Caller_s": "Outpost",
+        **_resource_columns(event.resources),
     }
+
+
+def _resource_columns(res: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A final job's resources (contract.JobResources) as JobLogs columns (docs/telemetry.md)."""
+    if not res:
+        return {}
+    limits = res.get("limits") or {}
+    values = {
+        "WallSeconds_d": res.get("wall_s"),
+        "CpuUserSeconds_d": res.get("cpu_user_s"),
+        "CpuSystemSeconds_d": res.get("cpu_system_s"),
+        "PeakRssBytes_d": res.get("peak_rss_bytes"),
+        "MemoryPeakBytes_d": res.get("memory_peak_bytes"),
+        "CpuThrottledSeconds_d": res.get("cpu_throttled_s"),
+        "ExitSignal_d": res.get("exit_signal"),
+        "MemoryLimitMB_d": limits.get("memory_mb"),
+        "CpuQuotaPercent_d": limits.get("cpu_percent"),
+        "MaxProcesses_d": limits.get("max_processes"),
+    }
+    out: dict[str, Any] = {k: float(v) for k, v in values.items() if v is not None}
+    if res.get("enforced_by"):
+        out["LimitsEnforcedBy_s"] = res["enforced_by"]
+    return out
 
 
 def stream_rows(event: JobEvent, records: Sequence[StreamRecord]) -> list[dict[str, Any]]:
@@ -88,6 +115,18 @@ def stream_rows(event: JobEvent, records: Sequence[StreamRecord]) -> list[dict[s
             }
         )
     return rows
+
+
+WORKER_REMOVED = "Remove hybrid worker"  # the AuditEvent OperationName the stale-worker rule reads
+
+
+def worker_removed_row(time: datetime, name: str, group: str) -> dict[str, Any]:
+    """The AuditEvent of a worker's removal (admin remove, deregister, forced re-registration)."""
+    return {
+        **audit_row(time, WORKER_REMOVED, name, "Outpost"),
+        "RunOn_s": group,
+        "ResultDescription": f"worker {name} removed from group {group}",
+    }
 
 
 def audit_row(time: datetime, operation: str, target: str, caller: str, result: str = "Succeeded") -> dict[str, Any]:
@@ -204,6 +243,12 @@ def heartbeat_columns(
             if hid is not None and (type(hid) is not str or not 0 < len(hid) <= 64):
                 raise HeartbeatRowError(f"rows[{i}].HeartbeatId must be a string of at most 64 characters")
 
+    for name in CAPACITY_COLUMNS & present:
+        for i, r in enumerate(rows):
+            value = r.get(name)
+            if value is not None and (type(value) not in (int, float) or not 0 <= value < 1e9):
+                raise HeartbeatRowError(f"rows[{i}].{name} must be a number from 0 to 1e9")
+
     columns: dict[str, list[Any]] = {"TimeGenerated": times}
     if ids is not None:
         columns["HeartbeatId"] = ids
@@ -231,6 +276,45 @@ def _parse_times(values: list[Any]) -> list[datetime]:
         if isinstance(v, list | dict) or to_naive_utc(v) is None:
             raise HeartbeatRowError(f"rows[{i}].TimeGenerated must be an ISO-8601 time")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+MAX_PERF_ROWS = 256
+_PERF_TEXT = ("ObjectName", "CounterName", "InstanceName", "CounterPath")
+
+
+def perf_rows(raw: Any, *, worker: str, group: str) -> list[dict[str, Any]]:
+    """Agent-sent Perf rows, checked; Computer and group come from the credential (HeartbeatRowError)."""
+    if not isinstance(raw, list) or len(raw) > MAX_PERF_ROWS:
+        raise HeartbeatRowError(f"perf must be a list of at most {MAX_PERF_ROWS} Perf rows")
+    out = []
+    for i, r in enumerate(raw):
+        if not isinstance(r, dict):
+            raise HeartbeatRowError(f"perf[{i}] must be an object with Perf columns")
+        value = r.get("CounterValue")
+        if type(value) not in (int, float) or not -1e15 < value < 1e15:
+            raise HeartbeatRowError(f"perf[{i}].CounterValue must be a number")
+        when = to_naive_utc(r.get("TimeGenerated"))
+        if when is None:
+            raise HeartbeatRowError(f"perf[{i}].TimeGenerated must be an ISO-8601 time")
+        row: dict[str, Any] = {"TimeGenerated": when, "Computer": worker, "WorkerGroup_s": group}
+        for name in _PERF_TEXT:
+            text = r.get(name)
+            if not isinstance(text, str) or not 0 < len(text) <= 256:
+                raise HeartbeatRowError(f"perf[{i}].{name} must be a string of 1 to 256 characters")
+            row[name] = text
+        row["CounterValue"] = float(value)
+        out.append(row)
+    return out
+
+
+def latest_capacity(batch: HeartbeatBatch) -> dict[str, float] | None:
+    """The capacity columns of the batch's latest row (None: the agent sends none)."""
+    names = CAPACITY_COLUMNS & batch.columns.keys()
+    if not names or not batch.n:
+        return None
+    i = max(range(batch.n), key=batch.times.__getitem__)
+    values = {name: batch.columns[name][i] for name in names}
+    return {k: float(v) for k, v in values.items() if v is not None} or None
 
 
 def concat_heartbeats(

@@ -65,6 +65,13 @@ HEARTBEAT_COLUMNS: list[tuple[str, str]] = [
     ("WorkerGroup_s", "VARCHAR"),  # the hybrid worker group the worker polls for
     ("HeartbeatId", "VARCHAR"),  # agent-chosen uuid; re-sends carry the same one
     ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the agent said, when TimeGenerated was clamped
+    # Capacity and load (docs/sandbox.md): job slots, busy slots, 1-minute load average, CPUs, limit enforcement
+    ("SlotsTotal_d", "DOUBLE"),
+    ("SlotsBusy_d", "DOUBLE"),
+    ("LoadAverage1m_d", "DOUBLE"),
+    ("CpuCount_d", "DOUBLE"),
+    ("LimitsEnforcedBy_s", "VARCHAR"),
+    ("RuntimeEnvironments_s", "VARCHAR"),  # the runtime environments built there, "name:hash,..."
     ("_TimeReceived", "TIMESTAMP"),  # server receive time = ingestion_time()
 ]
 
@@ -90,6 +97,18 @@ AZURE_DIAGNOSTICS_COLUMNS: list[tuple[str, str]] = [
     ("RunOn_s", "VARCHAR"),  # worker group, as Azure fills it for hybrid jobs
     ("HybridWorker_s", "VARCHAR"),  # Outpost: the worker that ran it
     ("StreamSequence_d", "DOUBLE"),  # Outpost: the record's seq within the job
+    # Outpost, JobLogs rows of a final status: what the runbook consumed and its limits (docs/telemetry.md)
+    ("WallSeconds_d", "DOUBLE"),
+    ("CpuUserSeconds_d", "DOUBLE"),
+    ("CpuSystemSeconds_d", "DOUBLE"),
+    ("PeakRssBytes_d", "DOUBLE"),
+    ("MemoryPeakBytes_d", "DOUBLE"),
+    ("CpuThrottledSeconds_d", "DOUBLE"),
+    ("ExitSignal_d", "DOUBLE"),
+    ("MemoryLimitMB_d", "DOUBLE"),
+    ("CpuQuotaPercent_d", "DOUBLE"),
+    ("MaxProcesses_d", "DOUBLE"),
+    ("LimitsEnforcedBy_s", "VARCHAR"),
     ("targetResources_Resource_s", "VARCHAR"),  # AuditEvent
     ("SourceSystem", "VARCHAR"),
     ("Type", "VARCHAR"),
@@ -183,6 +202,31 @@ LOGS_COLUMNS: list[tuple[str, str]] = [
     ("_TimeReceived", "TIMESTAMP"),
 ]
 
+# Azure Monitor's Perf table (what the Log Analytics Linux agent sends), from agent/perf.py.
+PERF_COLUMNS: list[tuple[str, str]] = [
+    ("TenantId", "VARCHAR"),
+    ("TimeGenerated", "TIMESTAMP"),
+    ("Computer", "VARCHAR"),
+    ("ObjectName", "VARCHAR"),  # Processor | Memory | Logical Disk | System
+    ("CounterName", "VARCHAR"),
+    ("InstanceName", "VARCHAR"),
+    ("CounterValue", "DOUBLE"),
+    ("CounterPath", "VARCHAR"),
+    ("SourceSystem", "VARCHAR"),
+    ("MG", "VARCHAR"),
+    ("StandardDeviation", "DOUBLE"),
+    ("Min", "DOUBLE"),
+    ("Max", "DOUBLE"),
+    ("SampleCount", "BIGINT"),
+    ("BucketStartTime", "TIMESTAMP"),
+    ("BucketEndTime", "TIMESTAMP"),
+    ("Type", "VARCHAR"),
+    ("_ResourceId", "VARCHAR"),
+    ("WorkerGroup_s", "VARCHAR"),  # Outpost: the worker's group
+    ("OriginalTimeGenerated_t", "TIMESTAMP"),  # what the agent said, when TimeGenerated was clamped
+    ("_TimeReceived", "TIMESTAMP"),
+]
+
 TABLES: dict[str, list[tuple[str, str]]] = {
     "Heartbeat": HEARTBEAT_COLUMNS,
     "AzureDiagnostics": AZURE_DIAGNOSTICS_COLUMNS,
@@ -190,10 +234,12 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "OTelSpans": SPANS_COLUMNS,
     "OTelMetrics": METRICS_COLUMNS,
     "OTelLogs": LOGS_COLUMNS,
+    "Perf": PERF_COLUMNS,
 }
 
 # Constant columns a table always carries (Azure fills these server side).
 TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Perf": {"SourceSystem": "Linux", "Type": "Perf", "SampleCount": 1},
     "Heartbeat": {
         "Category": "Direct Agent",
         "ComputerEnvironment": "Non-Azure",

@@ -25,6 +25,7 @@ from outpost.commands.common import (
     print_json,
     print_table,
 )
+from outpost.commands.resources import resource_fields
 from outpost.commands.waiting import QUEUED_NOTICE_S, QueuedNotice
 from outpost.contract import FINAL_STATUSES, JobStatus, StreamType
 from outpost.http import request
@@ -89,6 +90,9 @@ def start(
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=0.1, help="Fail the job after this many seconds.")
     ] = None,
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", help="Run in this runtime environment instead of the runbook's.")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Stream the output live; exit 0 only if it Completed.")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -103,6 +107,8 @@ def start(
     if too_big:
         fail(too_big, 2)
     body = {"runbook": runbook, "run_on": run_on, "params": params, "timeout_s": timeout}
+    if runtime:
+        body["runtime_environment"] = runtime
     with admin_client(url, token, ca_file) as client:
         # One key per invocation, reused by every retry: a lost answer never starts a second job.
         job = request(client, "POST", "/api/v1/jobs", json=body, idempotency_key=str(uuid.uuid4())).json()
@@ -155,6 +161,11 @@ def show(
             "ended_at",
         ),
     )
+    extra = resource_fields(job.get("resources"))
+    if job.get("runtime_environment"):
+        extra = {"runtime": job["runtime_environment"], **extra}
+    if extra:
+        print_fields(extra)
 
 
 @app.command("list")

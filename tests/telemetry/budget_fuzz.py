@@ -93,7 +93,7 @@ CASES: list[tuple[str, str]] = [
     ("semicolons", ";" * 1000),
     ("backticks", "print x = ```" + "a" * 1000),
     ("control-command", ".drop table Heartbeat"),
-    ("unknown-table", "Perf | take 1"),
+    ("unknown-table", "Syslog | take 1"),
 ]
 
 # The worst of the set: what the health-latency check and the benchmark run concurrently.

@@ -10,8 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0007"
-# Branch sandbox adds 0006 (job resources) on 0005 too: whichever merges second points down_revision at the other.
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
