@@ -186,6 +186,7 @@ def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
                 "columns": [{"name": n, "type": t} for n, t in result.columns],
                 "rows": result.rows,
                 "truncated": result.truncated,
+                "visualization": result.visualization,  # the query's `render`, or null
             }
         )
 
@@ -220,7 +221,13 @@ def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
             return JSONResponse(status_code=exc.status, content=kusto.error_body(exc))
         request_id = request.headers.get("x-ms-client-request-id")
         return JSONResponse(
-            kusto.v2_response(result.columns, result.rows, truncated=result.truncated, request_id=request_id)
+            kusto.v2_response(
+                result.columns,
+                result.rows,
+                truncated=result.truncated,
+                request_id=request_id,
+                visualization=result.visualization,
+            )
         )
 
     @router.post("/v1/rest/query", dependencies=[query_auth], tags=["kusto"])

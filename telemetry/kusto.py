@@ -53,8 +53,26 @@ def v1_response(columns: list[tuple[str, str]], rows: list[list[Any]]) -> dict[s
     return {"Tables": [v1_table("Table_0", columns, rows)]}
 
 
+# Kusto's Visualization properties, every key present (null when the query's render did not set it).
+VISUALIZATION_KEYS = (
+    "Visualization", "Title", "XColumn", "Series", "YColumns", "AnomalyColumns", "XTitle", "YTitle", "XAxis",
+    "YAxis", "Legend", "YSplit", "Accumulate", "IsQuerySorted", "Kind", "Ymin", "Ymax", "Xmin", "Xmax",
+)  # fmt: skip
+
+
+def visualization_properties(hint: dict[str, Any] | None) -> dict[str, Any]:
+    """The `Visualization` value of @ExtendedProperties: the query's `render`, or all nulls without one."""
+    hint = hint or {}
+    return {**{key: hint.get(key) for key in VISUALIZATION_KEYS}, **hint}
+
+
 def v2_response(
-    columns: list[tuple[str, str]], rows: list[list[Any]], *, truncated: bool = False, request_id: str | None = None
+    columns: list[tuple[str, str]],
+    rows: list[list[Any]],
+    *,
+    truncated: bool = False,
+    request_id: str | None = None,
+    visualization: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     completion_rows = [
@@ -96,7 +114,8 @@ def v2_response(
                 {"ColumnName": "Key", "ColumnType": "string"},
                 {"ColumnName": "Value", "ColumnType": "dynamic"},
             ],
-            "Rows": [[1, "Visualization", {"Visualization": None}]],
+            # Kusto carries the value as a JSON string in this dynamic column; clients json-decode it.
+            "Rows": [[1, "Visualization", json.dumps(visualization_properties(visualization))]],
         },
         {
             "FrameType": "DataTable",

@@ -203,3 +203,25 @@ def test_stock_otel_exporters(collector: Collector) -> None:
 def test_agent_diagnostics_and_heartbeat_paths_are_the_contract() -> None:
     assert contract.AGENT_HEARTBEAT == "/api/v1/agent/heartbeat"
     assert contract.AGENT_DIAGNOSTICS == "/api/v1/agent/diagnostics"
+
+
+def test_render_reaches_kusto_clients_as_the_visualization(collector: Collector) -> None:
+    # Grafana's and Kusto Explorer's charts read the query's `render` from @ExtendedProperties.
+    from azure.kusto.data import KustoClient, KustoConnectionStringBuilder
+
+    query = "Heartbeat | summarize n = count() by bin(TimeGenerated, 1m) | render timechart with (title='beats')"
+    with serve(collector, anonymous=True) as url:
+        client = KustoClient(KustoConnectionStringBuilder.with_no_authentication(url))
+        resp = client.execute("Outpost", query)
+        assert sum(r["n"] for r in resp.primary_results[0]) == 5
+        (props,) = [t for t in resp.tables if t.table_name == "@ExtendedProperties"]
+        value = props.rows[0]["Value"]
+        hint = json.loads(value) if isinstance(value, str) else value
+        assert hint["Visualization"] == "timechart" and hint["Title"] == "beats" and hint["YColumns"] is None
+        plain = client.execute("Outpost", "Heartbeat | count")
+        (props,) = [t for t in plain.tables if t.table_name == "@ExtendedProperties"]
+        value = props.rows[0]["Value"]
+        assert (json.loads(value) if isinstance(value, str) else value)["Visualization"] is None
+        client.close()
+        answer = httpx.post(f"{url}/api/v1/query", json={"query": query}).json()
+        assert answer["visualization"]["Visualization"] == "timechart"
