@@ -13,7 +13,9 @@ from typing import Annotated
 import typer
 
 from agent.failover import FailoverClient
+from agent.hostname import machine_hostname
 from outpost import __version__
+from outpost.commands import client as cli_http
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -22,9 +24,11 @@ from outpost.commands.common import (
     admin_client,
     console,
     fail,
+    name_path,
     print_json,
     print_table,
 )
+from outpost.commands.waiting import LIVE_WITHIN_S, ago, seen_within
 from outpost.contract import AGENT_REGISTER, AGENT_SELF, RegisterRequest, RegisterResponse
 from outpost.http import ApiError, request
 from outpost.settings import ENV_STATE_DIR, REQUEST_TIMEOUT_S, default_state_dir
@@ -121,7 +125,7 @@ def register(
         key=key,
         group=group,
         name=worker_name,
-        hostname=socket.getfqdn(),
+        hostname=machine_hostname(),
         agent_version=__version__,
         force=force,
         **_os_facts(),
@@ -343,11 +347,16 @@ def list_(
 ) -> None:
     """List registered workers (admin)."""
     with admin_client(url, token, ca_file) as client:
-        rows = request(client, "GET", "/api/v1/workers", params={"group": group} if group else None).json()
+        rows = cli_http.request(client, "GET", "/api/v1/workers", params={"group": group} if group else None).json()
+    for row in rows:  # up: polled or heartbeated within LIVE_WITHIN_S (what `job start --wait` also goes by)
+        row["up"] = seen_within(row.get("last_seen_at"), LIVE_WITHIN_S)
     if as_json:
         print_json(rows)
     else:
-        print_table(rows, ["name", "group", "hostname", "os", "agent_version", "last_seen_at"])
+        for row in rows:
+            row["state"] = "up" if row["up"] else "down"
+            row["last_seen"] = ago(row.get("last_seen_at"))
+        print_table(rows, ["name", "group", "state", "hostname", "os", "agent_version", "last_seen"])
 
 
 @app.command("remove")
@@ -360,5 +369,6 @@ def remove(
 ) -> None:
     """Remove a (stale) worker by name (admin); its credential stops working at once."""
     with admin_client(url, token, ca_file) as client:
-        data = request(client, "DELETE", f"/api/v1/workers/{name}", params={"group": group} if group else None).json()
+        path = f"/api/v1/workers/{name_path(name, 'worker')}"
+        data = cli_http.request(client, "DELETE", path, params={"group": group} if group else None).json()
     console.print(f"worker {data['name']!r} removed from group {data['group']!r}", highlight=False)

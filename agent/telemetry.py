@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from agent.hostname import machine_hostname
 from outpost import __version__, contract
 from outpost.http import ApiError, request
 from outpost.state import write_private
@@ -81,7 +82,7 @@ def machine_columns() -> dict[str, Any]:
         "Solutions": "outpost",
         "SCAgentChannel": "Direct",
         "IsGatewayInstalled": False,
-        "Hostname": socket.gethostname(),
+        "Hostname": machine_hostname(),
     }
 
 

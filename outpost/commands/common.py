@@ -8,20 +8,43 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
-import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from outpost.http import ApiError, make_client, request
+from outpost.commands.client import Client, request
+from outpost.http_policy import ApiError
 from outpost.names import name_problem
 from outpost.settings import ENV_CA_FILE, ENV_TOKEN, ENV_URL
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich Console made on first use: a command that prints only JSON, or one line, never imports rich."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        object.__setattr__(self, "_stderr", stderr)
+        object.__setattr__(self, "_console", None)
+
+    def _real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            object.__setattr__(self, "_console", Console(stderr=self._stderr))
+        return self._console  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # e.g. a test fixing the width
+        setattr(self._real(), name, value)
+
+
+console = _LazyConsole()
+err_console = _LazyConsole(stderr=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar=ENV_URL, help="Server URL.", show_default=False)]
 TokenOpt = Annotated[
@@ -41,15 +64,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _refuse_non_2xx(response: httpx.Response) -> None:
-    """`request` raises on 4xx/5xx; a 3xx (a redirect nobody follows) is no success either."""
-    if 300 <= response.status_code < 400:
-        where = response.headers.get("location", "")
-        raise ApiError(
-            response.status_code, f"unexpected redirect to {where or '?'} (HTTP {response.status_code}); check --url"
-        )
-
-
 def _check_ca_file(ca_file: str | None) -> None:
     if ca_file is None:
         return
@@ -64,15 +78,14 @@ def _check_ca_file(ca_file: str | None) -> None:
 
 
 @contextmanager
-def admin_client(url: str | None, token: str | None, ca_file: str | None) -> Iterator[httpx.Client]:
+def admin_client(url: str | None, token: str | None, ca_file: str | None) -> Iterator[Client]:
     if not url:
         fail(f"no server URL: pass --url or set {ENV_URL}", 2)
     if not token:
         fail(f"no admin token: pass --token or set {ENV_TOKEN} (printed by `outpost server`)", 2)
     _check_ca_file(ca_file)
     try:
-        with make_client(url, token=token, ca_file=ca_file) as client:
-            client.event_hooks["response"].append(_refuse_non_2xx)
+        with Client(url, token=token, ca_file=ca_file) as client:
             yield client
     except ApiError as exc:
         fail(exc.message)
@@ -140,6 +153,8 @@ def print_json(data: Any) -> None:
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
     for col in columns:
         table.add_column(col, overflow="fold")

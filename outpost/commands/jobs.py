@@ -6,9 +6,9 @@ import sys
 import uuid
 from typing import Annotated, Any
 
-import httpx
 import typer
 
+from outpost.commands.client import Client, request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -27,7 +27,6 @@ from outpost.commands.common import (
 )
 from outpost.commands.waiting import QUEUED_NOTICE_S, QueuedNotice
 from outpost.contract import FINAL_STATUSES, JobStatus, StreamType
-from outpost.http import request
 from outpost.names import params_problem
 
 app = typer.Typer(help="Start, follow, inspect and stop jobs.", no_args_is_help=True)
@@ -40,7 +39,7 @@ COLUMNS = ["id", "runbook", "run_on", "status", "worker", "created_at", "ended_a
 SHOWN_PREFIX = {StreamType.ERROR: "ERROR: ", StreamType.WARNING: "WARNING: ", StreamType.PROGRESS: "PROGRESS: "}
 
 
-def _follow(client: httpx.Client, job_id: str, run_on: str, as_json: bool) -> tuple[dict[str, Any], list[str]]:
+def _follow(client: Client, job_id: str, run_on: str, as_json: bool) -> tuple[dict[str, Any], list[str]]:
     """Print records as they arrive; with --json, Output goes to stderr too (stdout carries one document).
 
     Returns the final job and its Output lines. Stops at the first empty page read after the job
@@ -175,7 +174,7 @@ def list_(
     print_json(rows) if as_json else print_table(rows, COLUMNS)
 
 
-def _all_records(client: httpx.Client, job_id: str, stream: str | None) -> list[dict[str, Any]]:
+def _all_records(client: Client, job_id: str, stream: str | None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     after = -1
     while True:

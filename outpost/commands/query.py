@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import CaFileOpt, JsonOpt, TokenOpt, UrlOpt, admin_client, fail, print_table
-from outpost.http import ApiError, request
+from outpost.http_policy import ApiError
 
 QUERY_PATH = "/api/v1/query"
 

@@ -277,6 +277,7 @@ def test_metrics_exposition(collector: Collector, url: str) -> None:
         "outpost_build_info{version=",
     ]:
         assert needle in text, needle
+    assert "_created" not in text  # no creation-time series doubling every counter and histogram
     # Job logs landed as Azure Automation sends them.
     rows = q(
         url,
