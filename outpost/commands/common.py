@@ -26,21 +26,26 @@ class _LazyConsole:
     """A rich Console made on first use: a command that prints only JSON, or one line, never imports rich."""
 
     def __init__(self, stderr: bool = False) -> None:
-        object.__setattr__(self, "_stderr", stderr)
-        object.__setattr__(self, "_console", None)
+        self._stderr = stderr
+        self._console: Console | None = None
 
     def _real(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
-            object.__setattr__(self, "_console", Console(stderr=self._stderr))
-        return self._console  # type: ignore[return-value]
+            self._console = Console(stderr=self._stderr)
+        return self._console
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real(), name)
 
-    def __setattr__(self, name: str, value: Any) -> None:  # e.g. a test fixing the width
-        setattr(self._real(), name, value)
+    @property
+    def width(self) -> int:
+        return self._real().width
+
+    @width.setter
+    def width(self, value: int) -> None:  # e.g. a test that wants wide tables
+        self._real().width = value
 
 
 console = _LazyConsole()
