@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from agent.failover import FailoverClient
 from agent.hostname import machine_hostname
 from outpost import __version__
 from outpost.commands import client as cli_http
@@ -29,8 +28,8 @@ from outpost.commands.common import (
     print_table,
 )
 from outpost.commands.waiting import LIVE_WITHIN_S, ago, seen_within
-from outpost.contract import AGENT_REGISTER, AGENT_SELF, RegisterRequest, RegisterResponse
-from outpost.http import ApiError, request
+from outpost.contract import AGENT_REGISTER, AGENT_SELF
+from outpost.http_policy import ApiError
 from outpost.settings import ENV_STATE_DIR, REQUEST_TIMEOUT_S, default_state_dir
 from outpost.state import AgentState, Registration, StateError
 
@@ -121,6 +120,11 @@ def register(
             "deregister first or pass --force"
         )
     worker_name = name or socket.gethostname().split(".")[0]
+    # httpx (several server URLs, one failover client) and the pydantic messages: only for the commands that use them.
+    from agent.failover import FailoverClient
+    from outpost.contract import RegisterRequest, RegisterResponse
+    from outpost.http import request
+
     body = RegisterRequest(
         key=key,
         group=group,
@@ -184,6 +188,9 @@ def deregister(
         reg, credential = state.load()
     except StateError as exc:
         fail(str(exc))
+    from agent.failover import FailoverClient
+    from outpost.http import request
+
     try:
         with FailoverClient(
             reg.server_urls, token=credential, ca_file=reg.ca_file, timeout=REQUEST_TIMEOUT_S
