@@ -7,6 +7,7 @@ import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -157,14 +158,36 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def table_cell(value: Any) -> str:
+    """A cell for people: an ISO timestamp as how long ago (`--json` keeps the exact time), else human()."""
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        from outpost.commands.waiting import ago
+
+        return ago(value)
+    return human(value)
+
+
+def _is_id(column: str) -> bool:
+    return column == "id" or column.endswith("_id")
+
+
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    """A table; ids are shown whole (never folded), timestamps as "5 min ago"."""
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(human(row.get(c)) for c in columns))
+    cells = [[table_cell(row.get(c)) for c in columns] for row in rows]
+    for i, col in enumerate(columns):
+        if _is_id(col):
+            table.add_column(col, no_wrap=True, min_width=max([len(r[i]) for r in cells] + [len(col)]))
+        else:
+            table.add_column(col, overflow="fold")
+    for row_cells in cells:
+        table.add_row(*row_cells)
     console.print(table)
 
 

@@ -17,17 +17,22 @@ LIVE_WITHIN_S = 60.0
 
 
 def ago(iso: str | None, now: datetime | None = None) -> str:
-    """'5 min ago' for people; 'never' when there is no time."""
+    """'5 min ago' (or 'in 5 min' for a time to come) for people; 'never' when there is no time."""
     if not iso:
         return "never"
-    seconds = max(0, int(((now or datetime.now(UTC)) - _utc(iso)).total_seconds()))
+    seconds = int(((now or datetime.now(UTC)) - _utc(iso.replace("Z", "+00:00"))).total_seconds())
+    span = _span(abs(seconds))
+    return f"in {span}" if seconds < 0 else f"{span} ago"
+
+
+def _span(seconds: int) -> str:
     if seconds < 120:
-        return f"{seconds} s ago"
+        return f"{seconds} s"
     if seconds < 7200:
-        return f"{seconds // 60} min ago"
+        return f"{seconds // 60} min"
     if seconds < 172800:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} days ago"
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
 
 
 def _utc(iso: str) -> datetime:
