@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="outpost-bench-cli-") as tmp:
-        server = Server(Path(tmp) / "data").start()
+        server = Server(Path(tmp) / "data").start(timeout=120)  # a busy machine starts it slowly
         try:
             env = {**os.environ, **server.env()}
             rows = [("python -c pass", [sys.executable, "-c", "pass"])]
