@@ -262,3 +262,21 @@ def test_maintenance_for_an_unknown_worker_or_group_is_refused(server: Server, w
     added = cli("alerts", "maintenance", "add", "--worker", "w1", "--for", "5m", "--json", env=env)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["worker"] == "w1"
+
+
+def test_job_list_shows_whole_ids_at_80_columns_and_a_unique_prefix_is_enough(server: Server, worker: Agent) -> None:
+    with server.client() as c:
+        publish(c, "prefixed", "echo hi\n")
+        job_id = start_job(c, "prefixed")
+        wait_job(c, job_id)
+    env = {**server.env(), "COLUMNS": "80"}
+    table = cli("job", "list", env=env).stdout.splitlines()
+    assert all(len(line) <= 80 for line in table), table
+    row = next(line for line in table if job_id in line)  # whole, on one line
+    assert "prefixed" in row and "Completed" in row and " s ago " in row, row
+    shown = cli("job", "show", job_id[:8], "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == job_id
+    assert cli("job", "output", job_id[:13], env=env).stdout.splitlines() == ["hi"]
+    unknown = one_line_error(cli("job", "show", "0000000000", env=env), 1)
+    assert "no job id starts with '0000000000'" in unknown
