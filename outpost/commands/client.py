@@ -88,7 +88,16 @@ class Client:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self._proxy = _proxy_for(parts.scheme, parts.hostname)
+        self.proxy = self._proxy is not None
         self._conn: http.client.HTTPConnection | None = None
+
+    @property
+    def proxy_shown(self) -> str:
+        """The proxy's URL without its password (for messages)."""
+        if self._proxy is None:
+            return ""
+        proxy = urlsplit(self._proxy if "://" in self._proxy else f"http://{self._proxy}")
+        return f"{proxy.scheme}://{proxy.hostname}:{proxy.port or 8080}"
 
     def __enter__(self) -> Client:
         return self
@@ -107,18 +116,20 @@ class Client:
                 return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._tls)
             return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         proxy = urlsplit(self._proxy if "://" in self._proxy else f"http://{self._proxy}")
-        auth = {}
-        if proxy.username:
-            pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
-            auth["Proxy-Authorization"] = "Basic " + base64.b64encode(pair).decode()
         proxy_port = proxy.port or 8080
         if self._tls is not None:  # CONNECT through the proxy, TLS to the server end to end
             conn = http.client.HTTPSConnection(proxy.hostname or "", proxy_port, timeout=timeout, context=self._tls)
-            conn.set_tunnel(self._host, self._port, headers=auth)
+            conn.set_tunnel(self._host, self._port, headers=self._proxy_auth())
             return conn
-        conn = http.client.HTTPConnection(proxy.hostname or "", proxy_port, timeout=timeout)
-        self.headers.update(auth)
-        return conn
+        return http.client.HTTPConnection(proxy.hostname or "", proxy_port, timeout=timeout)
+
+    def _proxy_auth(self) -> dict[str, str]:
+        """Proxy-Authorization from the user and password in the proxy's URL, if any."""
+        proxy = urlsplit(self._proxy if self._proxy and "://" in self._proxy else f"http://{self._proxy}")
+        if not proxy.username:
+            return {}
+        pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+        return {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode()}
 
     def _target(self, path: str, params: Mapping[str, Any] | None) -> str:
         target = self._prefix + path
@@ -141,6 +152,8 @@ class Client:
         """One attempt (a stale keep-alive connection is re-opened once, as no answer was read on it)."""
         target = self._target(path, params)
         all_headers = {**self.headers, **headers}
+        if self._proxy is not None and self._tls is None:  # a plain-HTTP proxy reads it on every request
+            all_headers.update(self._proxy_auth())
         seconds = timeout or self.timeout
         for reuse in (True, False):
             reused = self._conn is not None and reuse
@@ -218,9 +231,19 @@ def request(
         where = response.headers.get("location") or "?"
         raise ApiError(status, f"unexpected redirect to {where} (HTTP {status}); check --url")
     if status >= 400:
-        try:
-            message = error_detail(response.json())
-        except ValueError:
-            message = response.text.strip()[:300] or response.reason_phrase
-        raise ApiError(status, f"{message} (HTTP {status})")
+        raise ApiError(status, f"{_error_message(client, response)} (HTTP {status})")
     return response
+
+
+def _error_message(client: Client, response: Response) -> str:
+    """One line: the server's `detail`, or for a page not from Outpost (a proxy's HTML) its status reason."""
+    try:
+        return error_detail(response.json())
+    except ValueError:
+        pass
+    if response.status_code == 407 and client.proxy:
+        return f"the proxy {client.proxy_shown} wants a user and password: put them in its URL (http://USER:PASS@HOST:PORT)"
+    text = response.text.strip()
+    if not text or text.startswith("<"):
+        return response.reason_phrase or "error"
+    return text.splitlines()[0][:300]

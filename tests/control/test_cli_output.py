@@ -280,3 +280,20 @@ def test_job_list_shows_whole_ids_at_80_columns_and_a_unique_prefix_is_enough(se
     assert cli("job", "output", job_id[:13], env=env).stdout.splitlines() == ["hi"]
     unknown = one_line_error(cli("job", "show", "0000000000", env=env), 1)
     assert "no job id starts with '0000000000'" in unknown
+
+
+def test_cli_goes_through_the_http_proxy_of_the_environment(server: Server, tmp_path) -> None:
+    from tests.diagnostics.servers import Tinyproxy
+
+    proxy = Tinyproxy(tmp_path / "proxy", auth=("ops", "s3cret"))
+    try:
+        env = {**server.env(), "NO_PROXY": "", "no_proxy": ""}
+        anonymous = one_line_error(cli("job", "list", "--json", env={**env, "HTTP_PROXY": proxy.url}), 1)
+        assert "wants a user and password" in anonymous and "HTTP 407" in anonymous, anonymous  # via the proxy
+        listed = cli("job", "list", "--json", env={**env, "HTTP_PROXY": f"http://ops:s3cret@127.0.0.1:{proxy.port}"})
+        assert listed.returncode == 0, listed.stderr
+        assert isinstance(json.loads(listed.stdout), list)
+        bypassed = cli("job", "list", "--json", env={**env, "HTTP_PROXY": proxy.url, "NO_PROXY": "127.0.0.1"})
+        assert bypassed.returncode == 0, bypassed.stderr  # NO_PROXY: straight to the server
+    finally:
+        proxy.close()

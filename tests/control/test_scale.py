@@ -7,6 +7,7 @@ also kills one of them mid-load).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import httpx
@@ -60,3 +61,18 @@ def test_https_with_private_ca(make_server, make_agent, tmp_path):
         assert job["status"] == "Completed" and outputs(c, job["id"]) == ["secure"]
     listed = cli("job", "list", "--ca-file", str(paths["ca"]), env=server.env())
     assert listed.returncode == 0, listed.stderr
+
+    # Through an HTTPS_PROXY: CONNECT, then TLS to the server end to end (still verified against the CA).
+    from tests.diagnostics.servers import Tinyproxy
+
+    proxy = Tinyproxy(tmp_path / "proxy", auth=("ops", "s3cret"))
+    try:
+        env = {**server.env(), "NO_PROXY": "", "no_proxy": ""}
+        args = ("job", "list", "--json", "--ca-file", str(paths["ca"]))
+        refused = cli(*args, env={**env, "HTTPS_PROXY": proxy.url})
+        assert refused.returncode == 1 and "407" in refused.stderr, refused.stderr  # it went to the proxy
+        tunnelled = cli(*args, env={**env, "HTTPS_PROXY": f"http://ops:s3cret@127.0.0.1:{proxy.port}"})
+        assert tunnelled.returncode == 0, tunnelled.stderr
+        assert [j["status"] for j in json.loads(tunnelled.stdout)] == ["Completed"]
+    finally:
+        proxy.close()
