@@ -22,6 +22,7 @@ from outpost.commands.common import (
     UrlOpt,
     admin_client,
     console,
+    done,
     fail,
     name_path,
     print_json,
@@ -181,6 +182,7 @@ def deregister(
     force: Annotated[
         bool, typer.Option("--force", help="Forget the local registration even if the server cannot be told.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove this worker from its server and forget the local registration."""
     state = _state(state_dir)
@@ -200,7 +202,11 @@ def deregister(
         if exc.status not in (401, 404) and not force:
             fail(f"could not deregister at {reg.url}: {exc.message}; pass --force to forget it locally anyway")
     state.clear()
-    console.print(f"worker {reg.name!r} deregistered from {reg.url}", highlight=False)
+    done(
+        as_json,
+        {"name": reg.name, "group": reg.group, "url": reg.url, "deregistered": True},
+        f"worker {reg.name!r} deregistered from {reg.url}",
+    )
 
 
 @app.command("run")
@@ -373,9 +379,10 @@ def remove(
     url: UrlOpt = None,
     token: TokenOpt = None,
     ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove a (stale) worker by name (admin); its credential stops working at once."""
     with admin_client(url, token, ca_file) as client:
         path = f"/api/v1/workers/{name_path(name, 'worker')}"
         data = cli_http.request(client, "DELETE", path, params={"group": group} if group else None).json()
-    console.print(f"worker {data['name']!r} removed from group {data['group']!r}", highlight=False)
+    done(as_json, {**data, "removed": True}, f"worker {data['name']!r} removed from group {data['group']!r}")

@@ -238,6 +238,14 @@ def test_worker_list_says_up_or_down_and_the_real_hostname(server: Server, worke
     never = next(line for line in table if "never-polled" in line)
     assert " up " in w1 and " s ago " in w1, table
     assert " down " in never and "never" in never.replace("never-polled", ""), table
+    removed = cli("worker", "remove", "never-polled", "--json", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(removed.stdout)["removed"] is True and "never-polled" not in listed()
+    gone = Agent(server, tmp_path / "leaving", "g1", "leaving")
+    gone.register()
+    left = cli("worker", "deregister", "--state-dir", str(gone.state_dir), "--json", env=env)
+    assert left.returncode == 0, left.stderr
+    assert json.loads(left.stdout) == {"name": "leaving", "group": "g1", "url": server.url, "deregistered": True}
 
 
 def test_certificate_set_shows_thumbprint_and_expiry(server: Server, tmp_path) -> None:
