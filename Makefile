@@ -14,10 +14,11 @@ server:
 	@scripts/bootstrap.sh runtime
 	.venv/bin/outpost server $(if $(PORT),--port $(PORT))
 
+# --durations: every run (and CI's log) ends with the 25 slowest tests, where suite time goes.
 test:
 	@scripts/bootstrap.sh dev
 	@scripts/system-deps.sh
-	@scripts/run-tests.sh $(XDIST) $(PYTEST_ARGS)
+	@scripts/run-tests.sh $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # Everything but the end-to-end tests marked slow (> 20 s each).
 test-fast:

@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from agent.failover import FailoverClient
+from agent.hostname import machine_hostname
 from outpost import __version__
+from outpost.commands import client as cli_http
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -21,12 +22,15 @@ from outpost.commands.common import (
     UrlOpt,
     admin_client,
     console,
+    done,
     fail,
+    name_path,
     print_json,
     print_table,
 )
-from outpost.contract import AGENT_REGISTER, AGENT_SELF, RegisterRequest, RegisterResponse
-from outpost.http import ApiError, request
+from outpost.commands.waiting import LIVE_WITHIN_S, ago, seen_within
+from outpost.contract import AGENT_REGISTER, AGENT_SELF
+from outpost.http_policy import ApiError
 from outpost.settings import ENV_STATE_DIR, REQUEST_TIMEOUT_S, default_state_dir
 from outpost.state import AgentState, Registration, StateError
 
@@ -117,11 +121,16 @@ def register(
             "deregister first or pass --force"
         )
     worker_name = name or socket.gethostname().split(".")[0]
+    # httpx (several server URLs, one failover client) and the pydantic messages: only for the commands that use them.
+    from agent.failover import FailoverClient
+    from outpost.contract import RegisterRequest, RegisterResponse
+    from outpost.http import request
+
     body = RegisterRequest(
         key=key,
         group=group,
         name=worker_name,
-        hostname=socket.getfqdn(),
+        hostname=machine_hostname(),
         agent_version=__version__,
         force=force,
         **_os_facts(),
@@ -173,6 +182,7 @@ def deregister(
     force: Annotated[
         bool, typer.Option("--force", help="Forget the local registration even if the server cannot be told.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove this worker from its server and forget the local registration."""
     state = _state(state_dir)
@@ -180,6 +190,9 @@ def deregister(
         reg, credential = state.load()
     except StateError as exc:
         fail(str(exc))
+    from agent.failover import FailoverClient
+    from outpost.http import request
+
     try:
         with FailoverClient(
             reg.server_urls, token=credential, ca_file=reg.ca_file, timeout=REQUEST_TIMEOUT_S
@@ -189,7 +202,11 @@ def deregister(
         if exc.status not in (401, 404) and not force:
             fail(f"could not deregister at {reg.url}: {exc.message}; pass --force to forget it locally anyway")
     state.clear()
-    console.print(f"worker {reg.name!r} deregistered from {reg.url}", highlight=False)
+    done(
+        as_json,
+        {"name": reg.name, "group": reg.group, "url": reg.url, "deregistered": True},
+        f"worker {reg.name!r} deregistered from {reg.url}",
+    )
 
 
 @app.command("run")
@@ -379,11 +396,16 @@ def list_(
 ) -> None:
     """List registered workers (admin)."""
     with admin_client(url, token, ca_file) as client:
-        rows = request(client, "GET", "/api/v1/workers", params={"group": group} if group else None).json()
+        rows = cli_http.request(client, "GET", "/api/v1/workers", params={"group": group} if group else None).json()
+    for row in rows:  # up: polled or heartbeated within LIVE_WITHIN_S (what `job start --wait` also goes by)
+        row["up"] = seen_within(row.get("last_seen_at"), LIVE_WITHIN_S)
     if as_json:
         print_json(rows)
     else:
-        print_table(rows, ["name", "group", "hostname", "os", "agent_version", "last_seen_at"])
+        for row in rows:
+            row["state"] = "up" if row["up"] else "down"
+            row["last_seen"] = ago(row.get("last_seen_at"))
+        print_table(rows, ["name", "group", "state", "hostname", "os", "agent_version", "last_seen"])
 
 
 @app.command("remove")
@@ -393,8 +415,10 @@ def remove(
     url: UrlOpt = None,
     token: TokenOpt = None,
     ca_file: CaFileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove a (stale) worker by name (admin); its credential stops working at once."""
     with admin_client(url, token, ca_file) as client:
-        data = request(client, "DELETE", f"/api/v1/workers/{name}", params={"group": group} if group else None).json()
-    console.print(f"worker {data['name']!r} removed from group {data['group']!r}", highlight=False)
+        path = f"/api/v1/workers/{name_path(name, 'worker')}"
+        data = cli_http.request(client, "DELETE", path, params={"group": group} if group else None).json()
+    done(as_json, {**data, "removed": True}, f"worker {data['name']!r} removed from group {data['group']!r}")

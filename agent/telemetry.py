@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from agent.hostname import machine_hostname
 from agent.perf import PerfSampler
 from outpost import __version__, contract
 from outpost.http import ApiError, request
@@ -83,7 +84,7 @@ def machine_columns() -> dict[str, Any]:
         "Solutions": "outpost",
         "SCAgentChannel": "Direct",
         "IsGatewayInstalled": False,
-        "Hostname": socket.gethostname(),
+        "Hostname": machine_hostname(),
     }
 
 

@@ -76,11 +76,14 @@ def build(only: str | None = None, *, lazy: bool = False) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
+        # The root help in click's plain layout: typer's rich layout imports rich's markdown, syntax
+        # and traceback modules, most of the time `outpost --help` took (bench/cli.py).
+        **({"rich_markup_mode": None} if lazy else {}),
     )
     app.callback()(_root)
     if lazy:  # Typer lists plain commands before groups: keep that order
         for name, _ in COMMANDS + SUBAPPS:
-            app.command(name, help=SUMMARIES[name])(_placeholder)
+            app.command(name, help=SUMMARIES[name], short_help=SUMMARIES[name])(_placeholder)
         return app
     for name, ref in SUBAPPS:
         if only in (None, name):

@@ -1,14 +1,14 @@
-"""One HTTP client for everything that talks to an Outpost server (agent and CLI).
+"""The httpx client for long-running processes that talk to an Outpost server (agent, servers, diagnose).
 
-Policy from DESIGN.md: 30 s timeout; up to 3 attempts with jittered exponential
-backoff on connect errors, 408, 429 and 5xx, honouring ``Retry-After``; proxies
-from ``HTTPS_PROXY``/``NO_PROXY`` (httpx's ``trust_env``); TLS always verified,
+Policy from DESIGN.md (outpost/http_policy.py; CLI commands use the stdlib client in
+outpost/commands/client.py with the same policy): 30 s timeout; up to 3 attempts with
+jittered exponential backoff on connect errors, 408, 429 and 5xx, honouring ``Retry-After``;
+proxies from ``HTTPS_PROXY``/``NO_PROXY`` (httpx's ``trust_env``); TLS always verified,
 optionally against a private CA bundle.
 """
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,19 +23,15 @@ from tenacity import Retrying as _Retrying
 
 from outpost import __version__
 from outpost.contract import IDEMPOTENCY_HEADER, error_detail
+from outpost.http_policy import (  # noqa: F401  (ApiError and ssl_context are imported from here too)
+    BACKOFF_MAX_S,
+    BACKOFF_MULTIPLIER_S,
+    RETRY_STATUSES,
+    ApiError,
+    retry_after_s,
+    ssl_context,
+)
 from outpost.settings import REQUEST_ATTEMPTS, REQUEST_TIMEOUT_S
-
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_S = 30.0
-
-
-class ApiError(Exception):
-    """A request that failed for good: ``status`` is the HTTP status, or 0 when no answer came."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class _RetryableStatus(Exception):
@@ -51,16 +47,10 @@ def _retryable(exc: BaseException) -> bool:
 def _wait(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, _RetryableStatus):
-        header = exc.response.headers.get("Retry-After")
-        if header and header.strip().isdigit():
-            return min(float(header), MAX_RETRY_AFTER_S)
-    return wait_random_exponential(multiplier=0.5, max=8)(state)
-
-
-def ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
+        after = retry_after_s(exc.response.headers.get("Retry-After"))
+        if after is not None:
+            return after
+    return wait_random_exponential(multiplier=BACKOFF_MULTIPLIER_S, max=BACKOFF_MAX_S)(state)
 
 
 def make_client(

@@ -168,6 +168,7 @@ class AlertEvaluator:
         resolved_retention_s: float = 3600.0,
         tick_interval_s: float = 5.0,
         maintenance_file: Path | str | None = None,
+        state_file: Path | str | None = None,
         generator_url: str = "",
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -184,6 +185,11 @@ class AlertEvaluator:
         self._states: dict[tuple[str, str], AlertState] = {}
         self._rule_status: dict[str, RuleStatus] = {r.name: RuleStatus() for r in self.rules}
         self._webhook_queue: list[tuple[str, AlertState]] = []
+        # Open alerts survive a restart with their starts_at (and a webhook that heard "firing" is not
+        # told again): they are written here after each change and read back at start.
+        self._state_file = Path(state_file) if state_file else None
+        self._saved_states = ""
+        self._states.update(self._load_states())
         self.last_delivery_error: str | None = None
         self._maintenance_file = Path(maintenance_file) if maintenance_file else None
         self._windows: dict[str, MaintenanceWindow] = self._load_windows()
@@ -246,6 +252,7 @@ class AlertEvaluator:
             status.last_duration_s = (_utcnow() - started).total_seconds()
         with self._lock:
             self._apply(rule, breaching, now)
+            self._save_states()
 
     @staticmethod
     def _breaching(
@@ -414,6 +421,7 @@ class AlertEvaluator:
             self._windows[window.id] = window
             self._resuppress(self._clock())
             self._save_windows()
+            self._save_states()
         return window
 
     def remove_maintenance(self, window_id: str) -> bool:
@@ -422,6 +430,7 @@ class AlertEvaluator:
             if found:
                 self._resuppress(self._clock())
                 self._save_windows()
+                self._save_states()
         return found
 
     def maintenance_windows(self, *, include_expired: bool = False) -> list[dict[str, Any]]:
@@ -454,3 +463,50 @@ class AlertEvaluator:
         tmp = self._maintenance_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(items, indent=2))
         os.replace(tmp, self._maintenance_file)
+
+    # -- open alerts across restarts -------------------------------------------
+
+    def _load_states(self) -> dict[tuple[str, str], AlertState]:
+        if self._state_file is None or not self._state_file.exists():
+            return {}
+        rules = {r.name: r for r in self.rules}
+        states: dict[tuple[str, str], AlertState] = {}
+        try:
+            for item in json.loads(self._state_file.read_text()):
+                rule = rules.get(item["rule"])
+                if rule is None or item["status"] not in (FIRING, SUPPRESSED):
+                    continue  # a rule removed since: its alerts go with it
+                labels = {str(k): str(v) for k, v in item["labels"].items()}
+                state = AlertState(
+                    rule=rule, labels=labels, value=float(item["value"]),
+                    starts_at=datetime.fromisoformat(item["starts_at"].replace("Z", "+00:00")),
+                    status=item["status"], notified=bool(item.get("notified")),
+                )  # fmt: skip
+                dims = {label: labels.get(label, "") for label in rule.dimensions}
+                states[(rule.name, json.dumps(sorted(dims.items())))] = state
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("ignoring unreadable alert state file %s: %s", self._state_file, exc)
+            return {}
+        return states
+
+    def _save_states(self) -> None:
+        """Write the open (firing or suppressed) alerts, when they changed; called under the lock."""
+        if self._state_file is None:
+            return
+        items = [
+            {"rule": s.rule.name, "labels": s.labels, "value": s.value, "starts_at": _iso(s.starts_at),
+             "status": s.status, "notified": s.notified}
+            for s in self._states.values()
+            if s.status in (FIRING, SUPPRESSED)
+        ]  # fmt: skip
+        text = json.dumps(items, indent=2, sort_keys=True)
+        if text == self._saved_states:
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, self._state_file)
+        except OSError as exc:  # alerting goes on; only the restart memory is lost
+            log.warning("cannot write the alert state file %s: %s", self._state_file, exc)
+            return
+        self._saved_states = text

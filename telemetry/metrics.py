@@ -14,13 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as _PromCollector
 
 from outpost import __version__
 from outpost.observer import GroupSnapshot, SnapshotProvider
 from telemetry.otlp_prom import OtlpMetricsCollector
+
+# No `*_created` series: they double every counter and histogram family on /metrics, and neither the
+# dashboards nor the rules read them (rate() copes with restarts by itself). Process-wide, so it also
+# covers the forwarder's counters (telemetry/forwarding.py).
+disable_created_metrics()
 
 # Families _ScrapeCollector computes at scrape time (OTLP metrics may not take these names).
 SCRAPE_FAMILIES = (

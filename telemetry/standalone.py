@@ -210,6 +210,7 @@ def collector(
         webhook_url=alert_webhook_url,
         resend_interval_s=alert_resend_interval,
         maintenance_file=Path(data_dir) / "alert-maintenance.json",
+        state_file=Path(data_dir) / "alert-state.json",
         generator_url=url,
     )
     app = FastAPI(title="Outpost collector", version=__version__)

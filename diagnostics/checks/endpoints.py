@@ -32,12 +32,20 @@ def endpoint_list(ctx: Context) -> Outcome:
         )
     if found.rejected:
         return warn(
-            f"{len(found.endpoints)} endpoints{region}; ignored {len(found.rejected)} malformed entries",
+            f"{_count(len(found.endpoints), 'endpoint')}{region}; "
+            f"ignored {_count(len(found.rejected), 'malformed entry')}",
             "fix the server's endpoint configuration: each entry needs a host name and a port 1-65535",
             evidence=evidence,
             command=command,
         )
-    return ok(f"{len(found.endpoints)} endpoints{region}: {names}", evidence=evidence, command=command)
+    return ok(f"{_count(len(found.endpoints), 'endpoint')}{region}: {names}", evidence=evidence, command=command)
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 endpoint', '2 endpoints', '1 malformed entry', '3 malformed entries'."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 CHECKS = [CheckSpec("endpoints.list", "Required endpoints", endpoint_list)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated
 
 import typer
 
+from outpost.commands.client import Client, request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -19,7 +21,7 @@ from outpost.commands.common import (
     print_json,
     print_table,
 )
-from outpost.http import request
+from outpost.http_policy import ApiError
 
 app = typer.Typer(help="Show built-in alerts; silence workers or groups for maintenance.", no_args_is_help=True)
 maintenance = typer.Typer(help="Maintenance windows: silence a worker's or group's alerts.", no_args_is_help=True)
@@ -71,6 +73,24 @@ def rules(url: UrlOpt = None, token: TokenOpt = None, ca_file: CaFileOpt = None,
     print_table(rows, ["name", "severity", "frequency_seconds", "condition", "last_evaluated", "last_error"])
 
 
+def _refuse_unknown(client: Client, kind: str, name: str) -> None:
+    """A typo must not silence nothing for an hour: refuse a worker or group that is not registered.
+
+    A standalone collector has no worker registry (404): then the name cannot be checked here.
+    """
+    try:
+        known = [row["name"] for row in request(client, "GET", f"/api/v1/{kind}s").json()]
+    except ApiError as exc:
+        if exc.status == 404:
+            return
+        raise
+    if name in known:
+        return
+    near = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(near)}?" if near else f"; see `outpost {kind} list`"
+    fail(f"no {kind} named {name!r} is registered{hint}", 2)
+
+
 @maintenance.command("add")
 def maintenance_add(
     worker: Annotated[str | None, typer.Option(help="Worker to silence.")] = None,
@@ -87,6 +107,10 @@ def maintenance_add(
         fail("give --worker or --group", 2)
     body = {"worker": worker, "group": group, "duration_seconds": _seconds(for_), "comment": comment}
     with admin_client(url, token, ca_file) as client:
+        if worker:
+            _refuse_unknown(client, "worker", worker)
+        if group:
+            _refuse_unknown(client, "group", group)
         window = request(client, "POST", "/api/v1/alerts/maintenance", json=body).json()
     if as_json:
         print_json(window)

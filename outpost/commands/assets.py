@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -24,7 +25,6 @@ from outpost.commands.common import (
     print_json,
     print_table,
 )
-from outpost.http import request
 
 app = typer.Typer(
     help="Shared assets that runbooks read with `import automationassets`: variables, credentials, "
@@ -53,11 +53,13 @@ def _put(plural: str, name: str, body: dict[str, Any], url: str | None, token: s
         return request(client, "PUT", f"/api/v1/assets/{plural}/{name_path(name, plural[:-1])}", json=body).json()
 
 
-def _done(kind: str, view: dict[str, Any], as_json: bool) -> None:
+def _done(kind: str, view: dict[str, Any], as_json: bool, facts: tuple[str, ...] = ()) -> None:
+    """`KIND NAME saved`, with the `facts` of the saved asset the user should check (a thumbprint, an expiry)."""
     if as_json:
         print_json(view)
-    else:
-        console.print(f"{kind} {view['name']} saved", highlight=False)
+        return
+    shown = ", ".join(f"{key.replace('_', ' ')} {view[key]}" for key in facts if view.get(key))
+    console.print(f"{kind} {view['name']} saved" + (f": {shown}" if shown else ""), highlight=False, soft_wrap=True)
 
 
 def _add_common(sub: typer.Typer, plural: str, kind: str) -> None:
@@ -174,7 +176,8 @@ def certificate_set(
         "exportable": exportable,
         "description": description,
     }
-    _done("certificate", _put("certificates", name, body, url, token, ca_file), as_json)
+    view = _put("certificates", name, body, url, token, ca_file)
+    _done("certificate", view, as_json, ("thumbprint", "subject", "expires_at"))
 
 
 @connection_app.command("set")

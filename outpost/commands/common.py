@@ -7,21 +7,50 @@ import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
-import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from outpost.http import ApiError, make_client, request
+from outpost.commands.client import Client, request
+from outpost.http_policy import ApiError
 from outpost.names import name_problem
 from outpost.settings import ENV_CA_FILE, ENV_TOKEN, ENV_URL
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich Console made on first use: a command that prints only JSON, or one line, never imports rich."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    @property
+    def width(self) -> int:
+        return self._real().width
+
+    @width.setter
+    def width(self, value: int) -> None:  # e.g. a test that wants wide tables
+        self._real().width = value
+
+
+console = _LazyConsole()
+err_console = _LazyConsole(stderr=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar=ENV_URL, help="Server URL.", show_default=False)]
 TokenOpt = Annotated[
@@ -41,15 +70,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _refuse_non_2xx(response: httpx.Response) -> None:
-    """`request` raises on 4xx/5xx; a 3xx (a redirect nobody follows) is no success either."""
-    if 300 <= response.status_code < 400:
-        where = response.headers.get("location", "")
-        raise ApiError(
-            response.status_code, f"unexpected redirect to {where or '?'} (HTTP {response.status_code}); check --url"
-        )
-
-
 def _check_ca_file(ca_file: str | None) -> None:
     if ca_file is None:
         return
@@ -64,15 +84,14 @@ def _check_ca_file(ca_file: str | None) -> None:
 
 
 @contextmanager
-def admin_client(url: str | None, token: str | None, ca_file: str | None) -> Iterator[httpx.Client]:
+def admin_client(url: str | None, token: str | None, ca_file: str | None) -> Iterator[Client]:
     if not url:
         fail(f"no server URL: pass --url or set {ENV_URL}", 2)
     if not token:
         fail(f"no admin token: pass --token or set {ENV_TOKEN} (printed by `outpost server`)", 2)
     _check_ca_file(ca_file)
     try:
-        with make_client(url, token=token, ca_file=ca_file) as client:
-            client.event_hooks["response"].append(_refuse_non_2xx)
+        with Client(url, token=token, ca_file=ca_file) as client:
             yield client
     except ApiError as exc:
         fail(exc.message)
@@ -139,12 +158,36 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def table_cell(value: Any) -> str:
+    """A cell for people: an ISO timestamp as how long ago (`--json` keeps the exact time), else human()."""
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        from outpost.commands.waiting import ago
+
+        return ago(value)
+    return human(value)
+
+
+def _is_id(column: str) -> bool:
+    return column == "id" or column.endswith("_id")
+
+
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    """A table; ids are shown whole (never folded), timestamps as "5 min ago"."""
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(human(row.get(c)) for c in columns))
+    cells = [[table_cell(row.get(c)) for c in columns] for row in rows]
+    for i, col in enumerate(columns):
+        if _is_id(col):
+            table.add_column(col, no_wrap=True, min_width=max([len(r[i]) for r in cells] + [len(col)]))
+        else:
+            table.add_column(col, overflow="fold")
+    for row_cells in cells:
+        table.add_row(*row_cells)
     console.print(table)
 
 

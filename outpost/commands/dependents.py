@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 import typer
 
+from outpost.commands.client import Client, request
 from outpost.commands.common import fail, name_path
-from outpost.http import request
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Disable the schedules and webhooks that use it, then delete.")]
 KINDS = (("schedule", "schedules"), ("webhook", "webhooks"))
 
 
-def enabled_dependents(client: httpx.Client, field: str, value: str) -> list[tuple[str, str]]:
+def enabled_dependents(client: Client, field: str, value: str) -> list[tuple[str, str]]:
     """(kind, name) of every enabled schedule and webhook whose `field` (runbook, run_on) is `value`."""
     found: list[tuple[str, str]] = []
     for kind, plural in KINDS:
@@ -28,7 +27,7 @@ def enabled_dependents(client: httpx.Client, field: str, value: str) -> list[tup
     return found
 
 
-def settle_dependents(client: httpx.Client, field: str, value: str, what: str, force: bool) -> list[str]:
+def settle_dependents(client: Client, field: str, value: str, what: str, force: bool) -> list[str]:
     """Refuse (one line naming them) or, with force, disable the dependents; returns what was disabled."""
     name_path(value, what.split()[-1])
     found = enabled_dependents(client, field, value)

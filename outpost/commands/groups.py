@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -19,7 +20,6 @@ from outpost.commands.common import (
     print_table,
 )
 from outpost.commands.dependents import ForceOpt, note, settle_dependents
-from outpost.http import request
 
 app = typer.Typer(help="List and delete worker groups.", no_args_is_help=True)
 

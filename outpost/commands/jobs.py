@@ -6,9 +6,9 @@ import sys
 import uuid
 from typing import Annotated, Any
 
-import httpx
 import typer
 
+from outpost.commands.client import Client, request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -28,12 +28,15 @@ from outpost.commands.common import (
 from outpost.commands.resources import resource_fields
 from outpost.commands.waiting import QUEUED_NOTICE_S, QueuedNotice
 from outpost.contract import FINAL_STATUSES, JobStatus, StreamType
-from outpost.http import request
 from outpost.names import params_problem
 
 app = typer.Typer(help="Start, follow, inspect and stop jobs.", no_args_is_help=True)
 
+JobIdArg = Annotated[str, typer.Argument(help="A job id, or a unique prefix of one (as git takes commits).")]
+
 COLUMNS = ["id", "runbook", "run_on", "status", "worker", "created_at", "ended_at"]
+NARROW_COLUMNS = ["id", "runbook", "status", "created_at"]
+WIDE_TERMINAL = 110
 
 
 # How a --wait shows each stream: Output on stdout as is; the others on stderr with the prefix a
@@ -41,7 +44,7 @@ COLUMNS = ["id", "runbook", "run_on", "status", "worker", "created_at", "ended_a
 SHOWN_PREFIX = {StreamType.ERROR: "ERROR: ", StreamType.WARNING: "WARNING: ", StreamType.PROGRESS: "PROGRESS: "}
 
 
-def _follow(client: httpx.Client, job_id: str, run_on: str, as_json: bool) -> tuple[dict[str, Any], list[str]]:
+def _follow(client: Client, job_id: str, run_on: str, as_json: bool) -> tuple[dict[str, Any], list[str]]:
     """Print records as they arrive; with --json, Output goes to stderr too (stdout carries one document).
 
     Returns the final job and its Output lines. Stops at the first empty page read after the job
@@ -130,7 +133,7 @@ def start(
 
 @app.command("show")
 def show(
-    job_id: str,
+    job_id: JobIdArg,
     url: UrlOpt = None,
     token: TokenOpt = None,
     ca_file: CaFileOpt = None,
@@ -138,7 +141,7 @@ def show(
 ) -> None:
     """Show a job: status, worker, timestamps."""
     with admin_client(url, token, ca_file) as client:
-        job = request(client, "GET", f"/api/v1/jobs/{id_path(job_id)}").json()
+        job = request(client, "GET", job_path(client, job_id)).json()
     if as_json:
         print_json(job)
         return
@@ -183,17 +186,40 @@ def list_(
     params = {k: v for k, v in {"status": status, "runbook": runbook, "group": group, "limit": limit}.items() if v}
     with admin_client(url, token, ca_file) as client:
         rows = request(client, "GET", "/api/v1/jobs", params=params).json()
-    print_json(rows) if as_json else print_table(rows, COLUMNS)
+    if as_json:
+        print_json(rows)
+        return
+    # Whole ids take 36 columns: a narrow terminal gets the columns that fit beside them.
+    print_table(rows, COLUMNS if console.width >= WIDE_TERMINAL else NARROW_COLUMNS)
 
 
-def _all_records(client: httpx.Client, job_id: str, stream: str | None) -> list[dict[str, Any]]:
+PREFIX_SEARCH_LIMIT = 1000  # the most /api/v1/jobs lists at once
+
+
+def job_path(client: Client, given: str) -> str:
+    """/api/v1/jobs/ID for a whole job id or, as git takes commits, a unique prefix of one (8+ hex digits
+    are usually enough). A prefix is looked up among the newest PREFIX_SEARCH_LIMIT jobs."""
+    value = given.strip().lower()
+    if len(value) < 36 and value and all(ch in "0123456789abcdef-" for ch in value):
+        rows = request(client, "GET", "/api/v1/jobs", params={"limit": PREFIX_SEARCH_LIMIT}).json()
+        matches = [row["id"] for row in rows if row["id"].startswith(value)]
+        if not matches:
+            fail(f"no job id starts with {given!r} (among the newest {PREFIX_SEARCH_LIMIT} jobs)")
+        if len(matches) > 1:
+            fail(f"job id prefix {given!r} is ambiguous: {', '.join(matches[:5])}{', ...' if len(matches) > 5 else ''}")
+        value = matches[0]
+    return f"/api/v1/jobs/{id_path(value)}"
+
+
+def _all_records(client: Client, job_id: str, stream: str | None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     after = -1
+    path = f"{job_path(client, job_id)}/streams"
     while True:
         params: dict[str, Any] = {"after": after, "limit": 10000}
         if stream:
             params["stream"] = stream
-        page = request(client, "GET", f"/api/v1/jobs/{id_path(job_id)}/streams", params=params).json()["records"]
+        page = request(client, "GET", path, params=params).json()["records"]
         if not page:
             return records
         records.extend(page)
@@ -202,7 +228,7 @@ def _all_records(client: httpx.Client, job_id: str, stream: str | None) -> list[
 
 @app.command("output")
 def output(
-    job_id: str,
+    job_id: JobIdArg,
     url: UrlOpt = None,
     token: TokenOpt = None,
     ca_file: CaFileOpt = None,
@@ -220,7 +246,7 @@ def output(
 
 @app.command("streams")
 def streams(
-    job_id: str,
+    job_id: JobIdArg,
     stream: Annotated[StreamType | None, typer.Option("--stream", help="Only this stream type.")] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -238,7 +264,7 @@ def streams(
 
 @app.command("stop")
 def stop(
-    job_id: str,
+    job_id: JobIdArg,
     url: UrlOpt = None,
     token: TokenOpt = None,
     ca_file: CaFileOpt = None,
@@ -246,5 +272,5 @@ def stop(
 ) -> None:
     """Stop a job: queued jobs stop at once, running ones get SIGTERM then SIGKILL."""
     with admin_client(url, token, ca_file) as client:
-        job = request(client, "POST", f"/api/v1/jobs/{id_path(job_id)}/stop").json()
+        job = request(client, "POST", f"{job_path(client, job_id)}/stop").json()
     print_json(job) if as_json else console.print(f"job {job_id}: {job['status']}", highlight=False)

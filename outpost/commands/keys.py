@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import CaFileOpt, JsonOpt, TokenOpt, UrlOpt, admin_client, print_json
-from outpost.http import request
 
 app = typer.Typer(help="Regenerate registration keys.", no_args_is_help=True)
 

@@ -5,22 +5,55 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
-from outpost.commands.common import CaFileOpt, JsonOpt, TokenOpt, UrlOpt, admin_client, fail, print_table
-from outpost.http import ApiError, request
+from outpost.commands.client import request
+from outpost.commands.common import CaFileOpt, JsonOpt, TokenOpt, UrlOpt, admin_client, console, fail, print_table
+from outpost.http_policy import ApiError
 
 QUERY_PATH = "/api/v1/query"
 
 
 def _cell(value: Any) -> str:
+    """A value as --csv writes it: exact."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def _shown(value: Any) -> str:
+    """A value for people: timestamps to the second (UTC), floats to 6 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        return when.strftime("%Y-%m-%d %H:%M:%S")
+    return _cell(value)
+
+
+def _too_wide(columns: list[str], rows: list[dict[str, str]], width: int) -> bool:
+    """Whether a table would squeeze cells below readable: each column wants its header or up to 20 characters."""
+    wanted = sum(min(20, max([len(c)] + [len(r[c]) for r in rows])) + 3 for c in columns) + 1
+    return wanted > width
+
+
+def _print_records(columns: list[str], rows: list[dict[str, str]]) -> None:
+    """One block per row, `column  value`, empty columns left out."""
+    pad = max(len(c) for c in columns)
+    for i, row in enumerate(rows, 1):
+        console.print(f"[bold]── row {i} of {len(rows)}[/]", highlight=False)
+        for c in columns:
+            if row[c] != "":
+                console.print(f"{c:<{pad}}  {row[c]}", highlight=False, soft_wrap=True, markup=False)
+    typer.echo(f"({len(columns)} columns: too wide for a table here; --json or --csv print every column)", err=True)
 
 
 def query(
@@ -57,6 +90,10 @@ def query(
         for r in rows:
             writer.writerow([_cell(v) for v in r])
     else:
-        print_table([{c: _cell(v) for c, v in zip(columns, r, strict=False)} for r in rows], columns)
+        shown = [{c: _shown(v) for c, v in zip(columns, r, strict=False)} for r in rows]
+        if columns and _too_wide(columns, shown, console.width):
+            _print_records(columns, shown)
+        else:
+            print_table(shown, columns)
         if data.get("truncated"):
             typer.echo(f"(truncated to {len(rows)} rows)", err=True)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -22,7 +23,6 @@ from outpost.commands.common import (
 )
 from outpost.commands.dependents import ForceOpt, note, settle_dependents
 from outpost.contract import RunbookType
-from outpost.http import request
 
 app = typer.Typer(help="Create, publish and inspect runbooks.", no_args_is_help=True)
 

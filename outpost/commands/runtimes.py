@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -20,7 +21,6 @@ from outpost.commands.common import (
     print_json,
     print_table,
 )
-from outpost.http import request
 
 app = typer.Typer(
     help="Runtime environments: a Python version and packages that Python runbooks run in.", no_args_is_help=True

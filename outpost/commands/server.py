@@ -208,6 +208,7 @@ def server(
             webhook_url=alert_webhook_url,
             resend_interval_s=alert_resend_interval,
             maintenance_file=data_dir / "alert-maintenance.json",
+            state_file=data_dir / "alert-state.json",
             generator_url=url,
         )
     try:

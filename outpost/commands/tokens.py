@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -16,7 +17,6 @@ from outpost.commands.common import (
     print_json,
     print_table,
 )
-from outpost.http import request
 
 app = typer.Typer(
     help="Create, list and revoke named API tokens (roles: reader, operator, author, admin).", no_args_is_help=True

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
     JsonOpt,
@@ -22,7 +23,6 @@ from outpost.commands.common import (
     print_table,
     set_enabled,
 )
-from outpost.http import request
 
 app = typer.Typer(help="Webhooks: secret URLs that start a runbook (the URL is shown once).", no_args_is_help=True)
 COLUMNS = ["name", "runbook", "run_on", "enabled", "expires_at", "expired", "last_used_at"]

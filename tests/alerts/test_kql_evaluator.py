@@ -162,6 +162,34 @@ def test_webhook_gets_firing_and_resolved(store: TelemetryStore) -> None:
         evaluator.stop()
 
 
+def test_firing_alert_keeps_starts_at_across_a_restart(store: TelemetryStore, tmp_path: Path) -> None:
+    """A restarted evaluator (same state file) still has the alert open since its first start, and a
+    webhook that already heard "firing" is not told again; a resolution during the downtime is told."""
+    state_file = tmp_path / "alert-state.json"
+    with WebhookReceiver() as hook:
+        heartbeat(store, "w1", "g1", 30)
+        first = AlertEvaluator([stale_rule(10)], query_runner(store), webhook_url=hook.url, state_file=state_file)
+        first.tick(force=True)
+        [before] = first.alerts()
+        first.stop()
+
+        again = AlertEvaluator([stale_rule(10)], query_runner(store), webhook_url=hook.url, state_file=state_file)
+        assert [(a["state"], a["starts_at"]) for a in again.alerts()] == [("firing", before["starts_at"])]
+        again.tick(force=True)
+        [after] = again.alerts()
+        assert after["starts_at"] == before["starts_at"] and after["last_evaluated"] != before["last_evaluated"]
+        again.stop()
+
+        heartbeat(store, "w1", "g1", 0)  # w1 came back while alerting was down
+        third = AlertEvaluator([stale_rule(10)], query_runner(store), webhook_url=hook.url, state_file=state_file)
+        third.tick(force=True)
+        assert [a["state"] for a in third.alerts()] == ["resolved"]
+        assert [b["status"] for b in hook.bodies] == ["firing", "resolved"]
+        third.stop()
+    fourth = AlertEvaluator([stale_rule(10)], query_runner(store), state_file=state_file)
+    assert fourth.alerts() == []  # resolved alerts are not carried over
+
+
 def test_unreachable_receiver_is_retried_not_fatal(store: TelemetryStore) -> None:
     from tests.alerts.realtools import free_port
 

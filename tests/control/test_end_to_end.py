@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
-from tests.helpers.procs import cli, wait_until
+from tests.helpers.procs import Agent, Server, cli, wait_until
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with one running worker (w1 in g1) for the tests below that each use runbooks of their own."""
+    base = tmp_path_factory.mktemp("e2e")
+    server = Server(base / "server").start()
+    agent = Agent(server, base / "state-w1", "g1", "w1")
+    agent.register()
+    agent.start()
+    yield server
+    agent.stop()
+    server.stop()
+
 
 ECHO_PY = """import sys
 print("args=" + "|".join(sys.argv[1:]))
@@ -21,9 +36,8 @@ print("to stderr", file=sys.stderr)
 """
 
 
-def test_python_runbook_streams_and_params(server, make_agent):
-    make_agent(server)
-    with server.client() as c:
+def test_python_runbook_streams_and_params(shared):
+    with shared.client() as c:
         publish(c, "echo", ECHO_PY, "python3")
         job_id = start_job(
             c,
@@ -44,9 +58,8 @@ def test_python_runbook_streams_and_params(server, make_agent):
     assert ("Error", "to stderr") in by_type
 
 
-def test_azure_style_numbered_parameters_are_positional(server, make_agent, tmp_path):
-    make_agent(server)
-    with server.client() as c:
+def test_azure_style_numbered_parameters_are_positional(shared):
+    with shared.client() as c:
         publish(c, "argv", 'import sys\nprint("|".join(sys.argv[1:]))\n', "python3")
     # Azure's API names Python positional parameters "[PARAMETER n]"; the order comes from n.
     done = cli(
@@ -62,15 +75,14 @@ def test_azure_style_numbered_parameters_are_positional(server, make_agent, tmp_
         "--param",
         "k=v",
         "--wait",
-        env=server.env(),
+        env=shared.env(),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["first|second|--k|v"]
 
 
-def test_bash_runbook_exit_code_fails_job(server, make_agent):
-    make_agent(server)
-    with server.client() as c:
+def test_bash_runbook_exit_code_fails_job(shared):
+    with shared.client() as c:
         publish(c, "boom", "echo before\nexit 7\n")
         job = wait_job(c, start_job(c, "boom"))
     assert job["status"] == "Failed"
@@ -78,10 +90,9 @@ def test_bash_runbook_exit_code_fails_job(server, make_agent):
     assert "exit code 7" in job["status_reason"]
 
 
-def test_cli_quickstart_wait_prints_output(server, make_agent, tmp_path):
+def test_cli_quickstart_wait_prints_output(shared, tmp_path):
     """The README quickstart: create, publish, start --wait; exit 0 only on Completed."""
-    make_agent(server)
-    env = server.env()
+    env = shared.env()
     script = tmp_path / "hello.sh"
     script.write_text('echo "hello $1"\necho "oops" >&2\n')
     assert cli("runbook", "create", "hello", "--type", "bash", "--file", str(script), env=env).returncode == 0
@@ -113,12 +124,11 @@ def test_cli_quickstart_wait_prints_output(server, make_agent, tmp_path):
 
 
 @pytest.mark.slow  # > 20 s: end to end with real processes
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_200_jobs_three_agents_exactly_once(backend, make_server, make_agent, request):
-    kwargs = {}
-    if backend == "postgres":
-        kwargs["database_url"] = request.getfixturevalue("pg_url")
-    server = make_server(**kwargs)
+def test_200_jobs_three_agents_exactly_once(make_server, make_agent):
+    """SQLite. On PostgreSQL the same guarantees are held by test_concurrent_polls_never_get_more_than_they_ask
+    (a backlog claimed by concurrent multi-job polls) and test_replica_kill.py (agents on two replicas,
+    each job run once by a ledger)."""
+    server = make_server()
     agents = [make_agent(server, name=f"w{i}", start=False, run_args=["--concurrency", "8"]) for i in range(3)]
     with server.client() as c:
         publish(c, "count", 'echo "job $1 on $(hostname)"\n')

@@ -1,5 +1,6 @@
 """Kill -9 one of two replicas mid-load: every job ends Completed exactly once, and the
-agents carry on through the other replica."""
+agents carry on through the other replica. (Also the suite's test that jobs spread over two
+replicas on one PostgreSQL, with agents on both, each run exactly once.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
+from tests.helpers.procs import Agent
 
 JOBS = 100
 KILL_AFTER = 40
@@ -16,7 +18,7 @@ KILL_AFTER = 40
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_killing_a_replica_mid_load_loses_and_duplicates_nothing(make_server, make_agent, pg_url, tmp_path: Path):
+def test_killing_a_replica_mid_load_loses_and_duplicates_nothing(make_server, pg_url, tmp_path: Path, request):
     a = make_server("a", database_url=pg_url)
     b = make_server("b", database_url=pg_url)
     b.token, b.registration_key = a.token, a.registration_key  # b joined a's database: same account
@@ -25,8 +27,9 @@ def test_killing_a_replica_mid_load_loses_and_duplicates_nothing(make_server, ma
     agents = []
     for i in range(3):
         first, second = (a, b) if i % 2 == 0 else (b, a)  # agents start on both replicas
-        agent = make_agent(first, name=f"w{i}", start=False, run_args=["--concurrency", "3"])
-        agent.register(url=first.url, extra=["--force", "--url", second.url])
+        agent = Agent(first, tmp_path / f"state-w{i}", "g1", f"w{i}", ["--concurrency", "3"])
+        agent.register(extra=["--url", second.url])  # one registration naming both replicas
+        request.addfinalizer(agent.stop)
         agents.append(agent.start())
     ids: dict[str, int] = {}
     with a.client() as ca, b.client() as cb:

@@ -1,8 +1,13 @@
-"""The scale path: replicas sharing PostgreSQL, long-poll wake-ups, HTTPS with a private CA."""
+"""The scale path: replicas sharing PostgreSQL, long-poll wake-ups, HTTPS with a private CA.
+
+Jobs across two replicas on one PostgreSQL run exactly once: tests/control/test_replica_kill.py (which
+also kills one of them mid-load).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import httpx
@@ -11,25 +16,6 @@ import pytest
 from tests.helpers.api import outputs, publish, start_job, wait_job
 from tests.helpers.pki import make_ca_and_cert
 from tests.helpers.procs import cli
-
-
-@pytest.mark.slow  # > 20 s: end to end with real processes
-def test_two_servers_on_one_postgres_exactly_once(make_server, make_agent, pg_url):
-    a = make_server("a", database_url=pg_url)
-    b = make_server("b", database_url=pg_url)
-    b.token, b.registration_key = a.token, a.registration_key  # b joined a's database: same account
-    agents = [make_agent(a if i % 2 else b, name=f"w{i}", run_args=["--concurrency", "3"]) for i in range(4)]
-    ids: dict[str, int] = {}
-    with a.client() as ca, b.client() as cb:
-        publish(ca, "count", 'echo "n=$1"\n')
-        for i in range(120):
-            ids[start_job(ca if i % 2 else cb, "count", params=[{"name": None, "value": str(i)}])] = i
-        for job_id, i in ids.items():
-            job = wait_job(cb, job_id, timeout=120)
-            assert job["status"] == "Completed" and job["activations"] == 1, job
-            assert outputs(ca, job_id) == [f"n={i}"]
-        served = {ca.get(f"/api/v1/jobs/{j}").json()["worker"] for j in ids}
-    assert served <= {x.name for x in agents} and len(served) >= 3
 
 
 @pytest.mark.slow  # > 20 s: end to end with real processes
@@ -75,3 +61,18 @@ def test_https_with_private_ca(make_server, make_agent, tmp_path):
         assert job["status"] == "Completed" and outputs(c, job["id"]) == ["secure"]
     listed = cli("job", "list", "--ca-file", str(paths["ca"]), env=server.env())
     assert listed.returncode == 0, listed.stderr
+
+    # Through an HTTPS_PROXY: CONNECT, then TLS to the server end to end (still verified against the CA).
+    from tests.diagnostics.servers import Tinyproxy
+
+    proxy = Tinyproxy(tmp_path / "proxy", auth=("ops", "s3cret"))
+    try:
+        env = {**server.env(), "NO_PROXY": "", "no_proxy": ""}
+        args = ("job", "list", "--json", "--ca-file", str(paths["ca"]))
+        refused = cli(*args, env={**env, "HTTPS_PROXY": proxy.url})
+        assert refused.returncode == 1 and "407" in refused.stderr, refused.stderr  # it went to the proxy
+        tunnelled = cli(*args, env={**env, "HTTPS_PROXY": f"http://ops:s3cret@127.0.0.1:{proxy.port}"})
+        assert tunnelled.returncode == 0, tunnelled.stderr
+        assert [j["status"] for j in json.loads(tunnelled.stdout)] == ["Completed"]
+    finally:
+        proxy.close()

@@ -114,7 +114,15 @@ def test_every_replica_sees_the_whole_fleet_and_one_stale_alert_fires(tmp_path, 
                 0.5,
                 "the stale alert for the stopped worker",
             )
-            time.sleep(8)  # several more evaluations: still one notification
+            # Several more evaluations (the rule runs every second): still one notification.
+            evaluations: set[str] = set()
+
+            def evaluated_four_more_times() -> bool:
+                with b.client() as c:
+                    evaluations.add(c.get("/api/v1/alerts/rules").json()[0]["last_evaluated"])
+                return len(evaluations) > 4
+
+            wait_until(evaluated_four_more_times, 30, 0.3, "four more evaluations of the stale rule")
             fired = [
                 x
                 for body in hook.bodies

@@ -85,7 +85,7 @@ class Server:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> Server:
+    def start(self, timeout: float = 60) -> Server:  # generous: a loaded 2-core machine starts it slowly
         args = [*OUTPOST, "server", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra]
         if self.database_url:
             args += ["--database-url", self.database_url]

@@ -277,6 +277,7 @@ def test_metrics_exposition(collector: Collector, url: str) -> None:
         "outpost_build_info{version=",
     ]:
         assert needle in text, needle
+    assert "_created" not in text  # no creation-time series doubling every counter and histogram
     # Job logs landed as Azure Automation sends them.
     rows = q(
         url,
@@ -325,6 +326,18 @@ def test_outpost_query_cli(url: str) -> None:
     )
     assert table.returncode == 0, table.stderr
     assert "w1" in table.stdout and "linux" in table.stdout
+    # The README's example at 80 columns: far too many columns for a table, so one block per row.
+    env["COLUMNS"] = "80"
+    wide = run("query", "Heartbeat | summarize arg_max(TimeGenerated, *) by Computer")
+    env["COLUMNS"] = "200"
+    assert wide.returncode == 0, wide.stderr
+    lines = wide.stdout.splitlines()
+    assert lines[0].startswith("── row 1 of 1"), wide.stdout
+    assert any(line.split() == ["Computer", "w1"] for line in lines), wide.stdout
+    assert any(line.split() == ["HeartbeatId", "cli-1"] for line in lines), wide.stdout
+    stamp = next(line for line in lines if line.startswith("TimeGenerated")).split(None, 1)[1]
+    assert len(stamp) == 19 and stamp[10] == " ", stamp  # to the second, for people
+    assert "--json or --csv print every column" in wide.stderr
     as_json = run("query", "Heartbeat | project Computer", "--json")
     assert json.loads(as_json.stdout) == [{"Computer": "w1"}]
     as_csv = run("query", "Heartbeat | project Computer, WorkerGroup_s", "--csv")
