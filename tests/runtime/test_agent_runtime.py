@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
-from tests.helpers.procs import cli
+from tests.helpers.procs import cli, runbook_user
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
@@ -64,7 +64,8 @@ def test_runas_group_runs_jobs_as_the_credential_user(server, make_agent, local_
 
         before = wait_job(c, start_job(c, "whoami", group="ra"))
         assert before["status"] == "Completed"
-        assert "user=root" in outputs(c, start_and_wait(c, "whoami", "ra"))  # no RunAs: the agent's user
+        # no RunAs: a root agent's runbook user (tests/helpers/procs.runbook_user)
+        assert f"user={runbook_user()}" in outputs(c, start_and_wait(c, "whoami", "ra"))
 
         set_runas = cli("group", "set-runas", "ra", "--credential", "svc", env=env)
         assert set_runas.returncode == 0, set_runas.stderr
@@ -180,7 +181,7 @@ def signer(tmp_path):
 SIGNED_BODY = 'echo "signed and verified"\ntouch "$1"\n'
 
 
-def test_signed_runbooks_only(server, make_agent, signer, tmp_path):
+def test_signed_runbooks_only(server, make_agent, signer, tmp_path, shared_dir):
     trusted_home = signer("Outpost Signer <signer@example.test>")
     rogue_home = signer("Rogue <rogue@example.test>")
     keys = tmp_path / "trusted"
@@ -196,7 +197,7 @@ def test_signed_runbooks_only(server, make_agent, signer, tmp_path):
     with server.client() as c:
         for name, content in cases.items():
             publish(c, f"rb-{name}", content)
-            marker = tmp_path / f"ran-{name}"
+            marker = shared_dir / f"ran-{name}"
             job_id = start_job(c, f"rb-{name}", params=[{"name": None, "value": str(marker)}])
             results[name] = (wait_job(c, job_id), outputs(c, job_id), marker)
     job, lines, marker = results["good"]
