@@ -23,44 +23,56 @@ log = logging.getLogger("outpost.server")
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, whether announced or streamed."""
+    """Refuse bodies over `limit` bytes (or a path's own limit in `paths`) with 413, announced or streamed.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    A streamed (chunked) body is counted as it is read; once it passes the limit, whatever the
+    route would answer (FastAPI turns a failed body read into 400) is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.paths = paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""), self.limit)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
             return
         seen = 0
-        started = False
+        over = False
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
+                    over = True
                     raise _BodyTooLarge()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def checked_send(message: Message) -> None:
+            nonlocal answered
+            if over:  # the route's answer to a body it could not read: the 413 goes instead
+                if not answered:
+                    answered = True
+                    await _too_large(send, limit)
+                return
+            answered = answered or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, checked_send)
         except _BodyTooLarge:
-            if not started:
-                await _too_large(send, self.limit)
+            if not answered:
+                await _too_large(send, limit)
 
 
 class _BodyTooLarge(Exception):
@@ -69,15 +81,7 @@ class _BodyTooLarge(Exception):
 
 async def _too_large(send: Send, limit: int) -> None:
     body = json.dumps({"detail": f"request body too large: the limit is {limit} bytes"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -165,7 +169,45 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(kind, _store)
     errors.install_outage_log_filter()
 
-    @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal server error; the server log has the details"}, status_code=500)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _internal_error()
+
+    app.add_middleware(Unexpected)  # type: ignore[arg-type]
+
+
+def _internal_error() -> JSONResponse:
+    return JSONResponse({"detail": "internal server error; the server log has the details"}, status_code=500)
+
+
+class Unexpected:
+    """An unexpected exception is answered 500 here, and the connection stays open.
+
+    Starlette's own catch-all answers and then re-raises, and uvicorn closes the keep-alive
+    connection on any exception that reaches it: a client's next request on it would fail.
+    Installed first, so it sits inside every other middleware (they see the 500).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except _BodyTooLarge:  # BodyLimit's own signal: it answers 413
+            raise
+        except Exception:
+            if started:  # half an answer went out: only closing the connection ends it cleanly
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _internal_error()(scope, receive, send)

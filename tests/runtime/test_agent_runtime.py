@@ -104,7 +104,7 @@ def test_runas_group_runs_jobs_as_the_credential_user(server, make_agent, local_
         assert outputs(c, ghost["id"]) == []
 
         assert cli("group", "set-runas", "ra", "--clear", env=env).returncode == 0
-        assert "user=root" in outputs(c, start_and_wait(c, "whoami", "ra"))
+        assert f"user={runbook_user()}" in outputs(c, start_and_wait(c, "whoami", "ra"))
         bad = cli("group", "set-runas", "ra", "--credential", "nope", env=env)
         assert bad.returncode == 1 and "credential 'nope' does not exist" in bad.stderr
     assert not list(Path("/tmp").glob("outpost-job-*"))  # RunAs work dirs are removed too
