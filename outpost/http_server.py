@@ -29,6 +29,8 @@ _TIMEOUT_408 = (
 class TimedHttp(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline on each request's headers and body."""
 
+    header_timeout_s = HEADER_TIMEOUT_S
+    body_timeout_s = BODY_TIMEOUT_S
     _deadline: asyncio.TimerHandle | None = None
     _phase = "headers"
 
@@ -47,21 +49,21 @@ class TimedHttp(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._phase == "headers":
-            body = f'{{"detail": "request headers not received within {HEADER_TIMEOUT_S:g} s"}}'.encode()
+            body = f'{{"detail": "request headers not received within {self.header_timeout_s:g} s"}}'.encode()
             self.transport.write(_TIMEOUT_408 + str(len(body)).encode() + b"\r\n\r\n" + body)
         self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm("headers", HEADER_TIMEOUT_S)
+        self._arm("headers", self.header_timeout_s)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm("headers", HEADER_TIMEOUT_S)
+        self._arm("headers", self.header_timeout_s)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self._arm("body", BODY_TIMEOUT_S)
+        self._arm("body", self.body_timeout_s)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -72,6 +74,12 @@ class TimedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def config(app: Any, **options: Any) -> uvicorn.Config:
+def config(
+    app: Any, *, header_timeout_s: float = HEADER_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S, **options: Any
+) -> uvicorn.Config:
     """A uvicorn.Config with Outpost's HTTP settings; `options` are uvicorn's (host, port, ssl_*, ...)."""
-    return uvicorn.Config(app, http=TimedHttp, timeout_keep_alive=KEEP_ALIVE_S, **options)
+    protocol = TimedHttp
+    if (header_timeout_s, body_timeout_s) != (HEADER_TIMEOUT_S, BODY_TIMEOUT_S):
+        protocol = type("TimedHttp", (TimedHttp,), {"header_timeout_s": header_timeout_s,
+                                                    "body_timeout_s": body_timeout_s})  # fmt: skip
+    return uvicorn.Config(app, http=protocol, timeout_keep_alive=KEEP_ALIVE_S, **options)
