@@ -94,4 +94,5 @@ def create_app(
             app.include_router(router)
     app.add_middleware(AuditTrail, cp=cp)  # type: ignore[arg-type]
     annotate_openapi(app, require_worker)
+    middleware.document_errors(app)
     return app

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -211,3 +212,62 @@ class Unexpected:
                 raise
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             await _internal_error()(scope, receive, send)
+
+
+# -- the errors in the OpenAPI document -------------------------------------------------------------
+
+_ERROR = {
+    "type": "object",
+    "description": "What went wrong and what to fix",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_KUSTO_ERROR = {
+    "type": "object",
+    "description": "A Kusto service error, as Azure Data Explorer answers it",
+    "properties": {"error": {"type": "object"}},
+    "required": ["error"],
+}
+_ERRORS = {
+    "400": "Bad input: the message says what to fix",
+    "401": "No token, or one that is unknown, revoked or expired",
+    "403": "The token's role (or worker groups) does not allow this",
+    "404": "No such object",
+    "408": "The query ran out of its time budget",
+    "409": "Conflicts with the current state",
+    "413": "The request body is over the limit (given in the message)",
+    "422": "The body or parameters do not have the documented shape",
+    "429": "Too busy for this query right now; retry later",
+    "503": "The store or the collector is unavailable right now; retry (Retry-After)",
+}
+_KUSTO_PATHS = ("/v1/rest/", "/v2/rest/")
+
+
+def document_errors(app: FastAPI) -> None:
+    """Every operation documents the error answers routes give, with the body they really have.
+
+    FastAPI documents only 422, with its own list-shaped body; Outpost's errors are one readable
+    `detail` string (`install`), and the Kusto routes answer as Kusto does.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Error"], schemas["KustoError"] = _ERROR, _KUSTO_ERROR
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        for path, operations in schema.get("paths", {}).items():
+            error: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+            if path.startswith(_KUSTO_PATHS):  # Kusto's shape, or ours for a body that is not a Kusto request
+                error = {"anyOf": [{"$ref": "#/components/schemas/KustoError"}, error]}
+            for op in operations.values():
+                responses = op.setdefault("responses", {})
+                for code, text in _ERRORS.items():
+                    responses[code] = {"description": text, "content": {"application/json": {"schema": error}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from automation.roles import bearer
@@ -156,7 +156,7 @@ def build_router(
 
     # -- Prometheus ----------------------------------------------------------------------
 
-    @router.get("/metrics", tags=["metrics"])
+    @router.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         body = await run_in_threadpool(collector.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
