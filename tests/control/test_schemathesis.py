@@ -38,7 +38,12 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def st_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("schemathesis") / "server").start()
+    server = Server(tmp_path_factory.mktemp("schemathesis") / "server")
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
     r = httpx.post(f"{server.url}/api/v1/tokens/st-reader", json={"role": "reader"},
                    headers={"Authorization": f"Bearer {server.token}"}, timeout=30)  # fmt: skip
     assert r.status_code == 201, r.text
