@@ -280,11 +280,13 @@ def collector(
     )
     app.include_router(build_replica_ingest_router(col, admin_dependency(admin_token, replica_token)))
     app.include_router(build_alerting_router(evaluator, read, change))
-    annotate_openapi(app)
 
     @app.get("/api/v1/health", tags=["health"])
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__, "role": "collector"}
+
+    annotate_openapi(app)  # every route's role in /openapi.json, as on the server
+    middleware.document_errors(app)
 
     col.start()
     evaluator.start()
