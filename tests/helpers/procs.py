@@ -50,17 +50,21 @@ def runbook_user() -> str:
     if _runbook_user is None:
         import atexit
         import pwd
+        import shutil
+
+        # by absolute path: a test may have narrowed PATH (no /usr/sbin) when this first runs
+        useradd, userdel = (shutil.which(t, path="/usr/sbin:/sbin:/usr/bin:/bin") or t for t in ("useradd", "userdel"))
 
         for entry in pwd.getpwall():
             pid = entry.pw_name.removeprefix(_RUNBOOK_USER_PREFIX)
             if entry.pw_name.startswith(_RUNBOOK_USER_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                subprocess.run(["userdel", entry.pw_name], capture_output=True, timeout=30)
+                subprocess.run([userdel, entry.pw_name], capture_output=True, timeout=30)
         name = f"{_RUNBOOK_USER_PREFIX}{os.getpid()}"
-        made = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], capture_output=True,
+        made = subprocess.run([useradd, "--no-create-home", "--shell", "/bin/sh", name], capture_output=True,
                               text=True, timeout=30)  # fmt: skip
         if made.returncode not in (0, 9):  # 9: it exists already
             raise AssertionError(f"cannot create the test runbook user {name}: {made.stderr}")
-        atexit.register(subprocess.run, ["userdel", name], capture_output=True, timeout=30)
+        atexit.register(subprocess.run, [userdel, name], capture_output=True, timeout=30)
         _runbook_user = name
     return _runbook_user
 
