@@ -76,11 +76,9 @@ def _run_all(server: Server, token: str) -> int:
     return operations
 
 
-@pytest.mark.slow
 def test_the_api_answers_a_reader_as_its_openapi_says(st_server: Server) -> None:
     assert _run_all(st_server, st_server.reader) > 50  # type: ignore[attr-defined]
 
 
-@pytest.mark.slow
 def test_the_api_answers_an_admin_as_its_openapi_says(st_server: Server) -> None:
     assert _run_all(st_server, st_server.token) > 50
