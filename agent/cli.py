@@ -266,8 +266,8 @@ def run(
         str | None,
         typer.Option(
             "--runbook-user",
-            help="Run jobs without RunAs as this unprivileged user (agent as root only; default: "
-            "outpost-runbook when that user exists; the agent's own user name: no switch).",
+            help="Run jobs without RunAs as this unprivileged user, so they cannot read the worker's credential "
+            "(an agent running as root needs it, or the outpost-runbook user; root itself is refused).",
         ),
     ] = None,
     python: Annotated[

@@ -3,8 +3,9 @@
 Records are numbered as they are produced (seq = activation << 32 | n, so a
 re-queued job's second activation never collides with its first) and sent in
 batches: at 100 records or 500 ms after the first pending one, whichever comes
-first. A batch that fails is retried as-is; the service ignores seqs it already
-has, so a retry never duplicates a line.
+first, or fewer when 100 would not fit in one request (`MAX_EVENTS_POST_BYTES`,
+1 MiB, in the contract). A batch that fails is retried as-is; the service ignores
+seqs it already has, so a retry never duplicates a line.
 
 The batches of all the worker's jobs travel through one `EventPoster`: whatever is
 ready while a request is in flight goes together in the next one. A lone job's batch
@@ -20,9 +21,11 @@ from collections import deque
 from datetime import UTC, datetime
 
 import httpx
+import orjson
 
 from outpost.contract import (
     AGENT_EVENTS,
+    MAX_EVENTS_POST_BYTES,
     MAX_JOBS_PER_EVENTS_POST,
     EventsAnswer,
     JobResources,
@@ -37,16 +40,15 @@ BATCH_RECORDS = 100
 BATCH_DELAY_S = 0.5
 MAX_PENDING = 200_000  # beyond this the producer waits (backpressure on the runbook's pipe)
 RETRY_CAP_S = 15.0
-
-
-POST_BYTES = 1 << 20  # a request stops taking more jobs' batches past about this much text
+BATCH_BYTES = MAX_EVENTS_POST_BYTES - 4096  # one job's records; the rest is room for its status and job id
+_POST_OPEN, _POST_CLOSE = b'{"batches":[', b"]}"
 
 
 class _Send:
     def __init__(self, job_id: str, body: dict[str, object]) -> None:
         self.job_id = job_id
-        self.body = body
-        self.size = sum(len(str(r["text"])) for r in body["records"]) + 200  # type: ignore[attr-defined]
+        self.encoded = orjson.dumps({"job_id": job_id, **body})  # sent as is: its size is the request's share
+        self.size = len(self.encoded) + 1  # and a comma
         self.done = threading.Event()
         self.error: ApiError | None = None
 
@@ -78,8 +80,12 @@ class EventPoster:
             while not self._queue:
                 self._cond.wait()
             taken = [self._queue.popleft()]
-            size = taken[0].size
-            while self._queue and len(taken) < MAX_JOBS_PER_EVENTS_POST and size + self._queue[0].size <= POST_BYTES:
+            size = len(_POST_OPEN) + len(_POST_CLOSE) + taken[0].size
+            while (
+                self._queue
+                and len(taken) < MAX_JOBS_PER_EVENTS_POST
+                and size + self._queue[0].size <= MAX_EVENTS_POST_BYTES
+            ):
                 size += self._queue[0].size
                 taken.append(self._queue.popleft())
             return taken
@@ -92,7 +98,8 @@ class EventPoster:
                     self._client,
                     "POST",
                     AGENT_EVENTS,
-                    json={"batches": [{"job_id": i.job_id, **i.body} for i in items]},
+                    content=_POST_OPEN + b",".join(i.encoded for i in items) + _POST_CLOSE,
+                    headers={"Content-Type": "application/json"},
                 )
                 results = EventsAnswer.model_validate_json(response.content).results
                 if len(results) != len(items):
@@ -195,7 +202,12 @@ class EventShipper:
                 if self._started_at is not None:
                     waits.append(BATCH_DELAY_S - (now - self._started_mono))
                 self._cond.wait(max(0.01, min(waits)))
-            records = [self._pending[i] for i in range(min(BATCH_RECORDS, len(self._pending)))]
+            records, size = [], 0
+            for i in range(min(BATCH_RECORDS, len(self._pending))):
+                size += len(orjson.dumps(self._pending[i])) + 1
+                if records and size > BATCH_BYTES:  # the rest goes in the next batch
+                    break
+                records.append(self._pending[i])
             # The status rides with the last records before it.
             queued = self._status if len(records) == len(self._pending) else None
             status = queued

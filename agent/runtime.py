@@ -185,6 +185,11 @@ def resolve_run_as(name: str, credential: str | None, worker: str) -> RunAsUser:
         pw = pwd.getpwnam(name)
     except KeyError:
         raise RuntimeRefusal(f"RunAs user {name!r}{source} does not exist on worker {worker}") from None
+    if pw.pw_uid == 0:  # root reads everything, the worker's credential included
+        raise RuntimeRefusal(
+            f"RunAs user {name!r}{source} is root (uid 0) on worker {worker}: a runbook running as root could "
+            "read the worker's credential; name an unprivileged user (and grant it what it needs with sudo rules)"
+        )
     groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
     return RunAsUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
 
@@ -221,32 +226,34 @@ def runbook_environment(environ: dict[str, str] | None = None) -> dict[str, str]
 
 
 DEFAULT_RUNBOOK_USER = "outpost-runbook"
+CREATE_RUNBOOK_USER = f"useradd --system --no-create-home --shell /usr/sbin/nologin {DEFAULT_RUNBOOK_USER}"
 
 
 def default_runbook_user(requested: str | None, worker: str) -> RunAsUser | None:
-    """Who runs a job that has no RunAs: None for the agent's own user.
+    """Who runs a job that has no RunAs: None for the agent's own user (a non-root agent only).
 
-    A root agent's runbooks could read the worker credential (and everything else), so a
-    root agent runs them as `requested`, or as the `outpost-runbook` user when it exists
-    (create it at install time: `useradd --system --no-create-home outpost-runbook`).
-    `requested` equal to the agent's own user name keeps the old behaviour. Raises
-    RuntimeRefusal for a requested user that cannot be used.
+    A runbook must never read the worker's credential (`<state-dir>/credential`, 0600): a
+    root agent therefore runs such jobs as `requested`, or as the `outpost-runbook` user
+    (created by packaging/install.sh), and refuses to start without one rather than run
+    runbooks as root. A non-root agent cannot switch users: its jobs run as itself.
+    Raises RuntimeRefusal, with the fix, for a user that cannot be used.
     """
-    own = pwd.getpwuid(os.geteuid()).pw_name
-    if requested is not None and requested in ("", own):
-        return None
-    if requested is None:
-        if os.geteuid() != 0:
+    if os.geteuid() != 0:
+        own = pwd.getpwuid(os.geteuid()).pw_name
+        if requested is None or requested == own:
             return None
+        return resolve_run_as(requested, None, worker)  # refuses: switching users needs root
+    if requested is None:
         try:
             pwd.getpwnam(DEFAULT_RUNBOOK_USER)
         except KeyError:
-            return None
+            raise RuntimeRefusal(
+                f"as root, the agent runs runbooks without RunAs as an unprivileged user so they cannot read this "
+                f"worker's credential, and the {DEFAULT_RUNBOOK_USER} user does not exist: create it "
+                f"({CREATE_RUNBOOK_USER}; packaging/install.sh does) or pass --runbook-user NAME"
+            ) from None
         requested = DEFAULT_RUNBOOK_USER
-    user = resolve_run_as(requested, None, worker)
-    if user.uid == 0:
-        return None
-    return user
+    return resolve_run_as(requested, None, worker)
 
 
 _PROBE = "import sys; print(sys.executable); print(sys.prefix)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from agent.events import EventPoster
 from agent.failover import FailoverClient
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
-from agent.runtime import DEFAULT_RUNBOOK_USER, RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
+from agent.runtime import RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
 from agent.runtime_envs import PipConfig, RuntimeCache
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
@@ -81,6 +82,7 @@ class Agent:
         self.state = state
         self.opts = options
         self.registration, self._credential = state.load()
+        self._keep_credential_private()
         self._lock_fd = state.lock()  # one agent per state dir: what it holds is all that is held
         self.client = self._client(self.registration, self._credential)
         self.stop_event = threading.Event()
@@ -134,11 +136,19 @@ class Agent:
             agent_meter_provider(endpoint, interval_s=options.metrics_interval_s, **common),
         )
 
+    def _keep_credential_private(self) -> None:
+        """Runbooks run as another user: the credential must stay 0600 whatever happened to it since register."""
+        path = self.state.credential_path
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(0o600)
+            log.warning("%s was readable by others (mode %03o); it is 0600 again", path, mode)
+
     def _runbook_user(self, options: AgentOptions) -> RunAsUser | None:
         try:
             return default_runbook_user(options.runbook_user, self.registration.name)
         except RuntimeRefusal as exc:
-            raise OSError(f"--runbook-user: {exc}") from None
+            raise OSError(f"--runbook-user: {exc}" if options.runbook_user else str(exc)) from None
 
     @staticmethod
     def _trusted_keys(state: AgentState, options: AgentOptions) -> Path | None:
@@ -167,12 +177,7 @@ class Agent:
         user = self.run_options.runbook_user
         if user is not None:
             log.info("runbooks without RunAs run as %s (uid %d)", user.name, user.uid)
-        elif os.geteuid() == 0:
-            log.warning(
-                "runbooks without RunAs run as root and can read this worker's credential; create the %s user "
-                "or pass --runbook-user NAME",
-                DEFAULT_RUNBOOK_USER,
-            )
+        # else: a non-root agent, whose runbooks run as itself (a root one refuses to start without a user)
         opts = self.run_options
         enforcement = opts.enforcement
         assert enforcement is not None

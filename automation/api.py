@@ -67,6 +67,9 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
+EVENTS_ON_LOOP_CHARS = 64 * 1024  # larger events requests are stored in a worker thread
+
+
 def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
     """Every route names the least role it needs (automation.roles)."""
     r = APIRouter(prefix=c.API)
@@ -250,7 +253,10 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
                     results.append(c.EventsResult(job_id=batch.job_id, ack=ack))
             return results
 
-        return _json(c.EventsAnswer(results=await cp.run(apply_all)))
+        # A batch of many long lines takes tens of ms to store: off the loop, so health and polls keep answering.
+        size = sum(len(r.text) for b in body.batches for r in b.records)
+        run = cp.run_in_thread if size > EVENTS_ON_LOOP_CHARS else cp.run
+        return _json(c.EventsAnswer(results=await run(apply_all)))
 
     return r
 

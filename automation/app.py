@@ -17,9 +17,11 @@ from automation.background import Background
 from automation.context import ControlPlane
 from automation.roles import annotate_openapi
 from outpost import __version__
+from outpost.contract import AGENT_EVENTS, MAX_EVENTS_POST_BYTES
 from outpost.settings import MAX_BODY_BYTES
 
 log = logging.getLogger("outpost.server")
+EVENTS_LIMIT = {AGENT_EVENTS: MAX_EVENTS_POST_BYTES}  # the contract's cap on one events request
 
 
 def open_control_plane(data_dir: Path, database_url: str | None = None, **options: object) -> ControlPlane:
@@ -79,7 +81,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     middleware.install(app)
-    app.add_middleware(middleware.BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
+    app.add_middleware(middleware.BodyLimit, limit=MAX_BODY_BYTES, paths=EVENTS_LIMIT)  # type: ignore[arg-type]
     app.add_middleware(middleware.ServiceHeader)  # type: ignore[arg-type]
     app.include_router(api.public_router(cp))
     app.include_router(api.agent_router(cp, require_worker))
@@ -95,4 +97,5 @@ def create_app(
     app.mount(arm.PREFIX, arm.build(cp, roles))  # the Azure-compatible door, with ARM's error shapes
     app.add_middleware(AuditTrail, cp=cp)  # type: ignore[arg-type]
     annotate_openapi(app, require_worker)
+    middleware.document_errors(app)
     return app

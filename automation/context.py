@@ -74,6 +74,10 @@ class ControlPlane:
                 self._sqlite_writer.release()
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
+    async def run_in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Store work too big for the event loop even on SQLite (a large events batch): a worker thread."""
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction on a bare connection, for the hot queue statements (create, claim,

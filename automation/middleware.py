@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,44 +24,56 @@ log = logging.getLogger("outpost.server")
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, whether announced or streamed."""
+    """Refuse bodies over `limit` bytes (or a path's own limit in `paths`) with 413, announced or streamed.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    A streamed (chunked) body is counted as it is read; once it passes the limit, whatever the
+    route would answer (FastAPI turns a failed body read into 400) is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.paths = paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""), self.limit)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit, scope)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit, scope)
             return
         seen = 0
-        started = False
+        over = False
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
+                    over = True
                     raise _BodyTooLarge()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def checked_send(message: Message) -> None:
+            nonlocal answered
+            if over:  # the route's answer to a body it could not read: the 413 goes instead
+                if not answered:
+                    answered = True
+                    await _too_large(send, limit, scope)
+                return
+            answered = answered or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, checked_send)
         except _BodyTooLarge:
-            if not started:
-                await _too_large(send, self.limit, scope)
+            if not answered:
+                await _too_large(send, limit, scope)
 
 
 class _BodyTooLarge(Exception):
@@ -73,15 +86,7 @@ async def _too_large(send: Send, limit: int, scope: Scope) -> None:
         body = json.dumps({"error": {"code": "RequestEntityTooLarge", "message": message}}).encode()
     else:
         body = json.dumps({"detail": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -169,7 +174,104 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(kind, _store)
     errors.install_outage_log_filter()
 
-    @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal server error; the server log has the details"}, status_code=500)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _internal_error()
+
+    app.add_middleware(Unexpected)  # type: ignore[arg-type]
+
+
+def _internal_error() -> JSONResponse:
+    return JSONResponse({"detail": "internal server error; the server log has the details"}, status_code=500)
+
+
+class Unexpected:
+    """An unexpected exception is answered 500 here, and the connection stays open.
+
+    Starlette's own catch-all answers and then re-raises, and uvicorn closes the keep-alive
+    connection on any exception that reaches it: a client's next request on it would fail.
+    Installed first, so it sits inside every other middleware (they see the 500).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except _BodyTooLarge:  # BodyLimit's own signal: it answers 413
+            raise
+        except Exception:
+            if started:  # half an answer went out: only closing the connection ends it cleanly
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _internal_error()(scope, receive, send)
+
+
+# -- the errors in the OpenAPI document -------------------------------------------------------------
+
+_ERROR = {
+    "type": "object",
+    "description": "What went wrong and what to fix",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_KUSTO_ERROR = {
+    "type": "object",
+    "description": "A Kusto service error, as Azure Data Explorer answers it",
+    "properties": {"error": {"type": "object"}},
+    "required": ["error"],
+}
+_ERRORS = {
+    "400": "Bad input: the message says what to fix",
+    "401": "No token, or one that is unknown, revoked or expired",
+    "403": "The token's role (or worker groups) does not allow this",
+    "404": "No such object",
+    "408": "The query ran out of its time budget",
+    "409": "Conflicts with the current state",
+    "413": "The request body is over the limit (given in the message)",
+    "422": "The body or parameters do not have the documented shape",
+    "429": "Too busy for this query right now; retry later",
+    "503": "The store or the collector is unavailable right now; retry (Retry-After)",
+}
+_KUSTO_PATHS = ("/v1/rest/", "/v2/rest/")
+
+
+def document_errors(app: FastAPI) -> None:
+    """Every operation documents the error answers routes give, with the body they really have.
+
+    FastAPI documents only 422, with its own list-shaped body; Outpost's errors are one readable
+    `detail` string (`install`), and the Kusto routes answer as Kusto does.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Error"], schemas["KustoError"] = _ERROR, _KUSTO_ERROR
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        for path, operations in schema.get("paths", {}).items():
+            error: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+            if path.startswith(_KUSTO_PATHS):  # Kusto's shape, or ours for a body that is not a Kusto request
+                error = {"anyOf": [{"$ref": "#/components/schemas/KustoError"}, error]}
+            for op in operations.values():
+                responses = op.setdefault("responses", {})
+                for code, text in _ERRORS.items():
+                    responses[code] = {"description": text, "content": {"application/json": {"schema": error}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

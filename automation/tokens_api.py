@@ -1,4 +1,4 @@
-"""REST routes of named API tokens (admin only): create, list, revoke."""
+"""REST routes of named API tokens: create, list, revoke (admin); who am I (any token)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,21 @@ class TokenBody(BaseModel):
     expires_in: str | None = Field(default=None, description="e.g. 90d, 12h; default: never")
 
 
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    groups: list[str] | None = None
+
+
 def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
     r = APIRouter(prefix=f"{c.API}/tokens", tags=["tokens"], dependencies=[Depends(roles[Role.ADMIN])])
+    me = APIRouter(tags=["tokens"])
+
+    @me.get(c.WHOAMI, dependencies=[Depends(roles[Role.READER])])
+    def whoami(request: Request) -> WhoAmI:
+        """The calling token's name, role and groups (how `outpost collector` checks named tokens)."""
+        caller = principal_of(request)
+        return WhoAmI(name=caller.name, role=str(caller.role), groups=sorted(caller.groups) if caller.groups else None)
 
     @r.post("/{name}", status_code=201)
     def create(name: str, body: TokenBody, request: Request) -> dict[str, Any]:
@@ -36,4 +49,7 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
     def revoke(name: str) -> dict[str, Any]:
         return tokens.revoke(cp, name)
 
-    return r
+    both = APIRouter()
+    both.include_router(me)
+    both.include_router(r)
+    return both

@@ -19,6 +19,7 @@ ENDPOINTS = f"{API}/endpoints"
 # Worker-authenticated (bearer = worker credential)
 AGENT_REGISTER = f"{API}/agent/register"  # auth: registration key in the body
 AGENT_SELF = f"{API}/agent/self"  # GET: authenticated no-op; DELETE: deregister
+WHOAMI = f"{API}/whoami"  # GET with an API token: its name, role and groups
 AGENT_POLL = f"{API}/agent/poll"
 AGENT_LEASE = f"{API}/agent/jobs/{{job_id}}/lease"
 AGENT_EVENTS = f"{API}/agent/events"  # event batches of one or more held jobs
@@ -75,6 +76,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 MAX_HELD_PER_POLL = 1024
 MAX_JOBS_PER_EVENTS_POST = 64
+# One events request's body at most: a bigger one is refused with 413 before it is read (a
+# 7 MiB batch held the SQLite server's loop for 2 s). Agents split what they send under it;
+# one stream record (32 Ki characters, agent/classify.py) always fits.
+MAX_EVENTS_POST_BYTES = 1024 * 1024
 
 # The JSON shapes (pydantic models) live in outpost/messages.py and load on first use, so the
 # CLI, which needs only the names above, never imports pydantic (a tenth of a second).

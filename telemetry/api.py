@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from automation.roles import bearer
 from outpost import contract
 from outpost.observer import WorkerIdentity
 from outpost.settings import MAX_BODY_BYTES
@@ -67,11 +68,21 @@ def _loopback_only(request: Request) -> None:
             return
     except ValueError:
         pass
-    raise HTTPException(403, "anonymous queries are allowed from loopback only; send the admin token")
+    raise HTTPException(401, "anonymous queries are allowed from loopback only; send a token with the reader role")
 
 
 def query_dependency(require_admin: Callable[..., Any], allow_anonymous_query: bool) -> Callable[..., Any]:
-    return _loopback_only if allow_anonymous_query else require_admin
+    """`require_admin` (a RoleCheck); with anonymous queries, loopback callers need no token, and a
+    caller that sends one (from anywhere) is checked as without them."""
+    if not allow_anonymous_query:
+        return require_admin
+
+    async def token_or_loopback(request: Request, creds: Any = Depends(bearer)) -> Any:
+        if creds is None or not creds.credentials:
+            return _loopback_only(request)
+        return await require_admin(request, creds)
+
+    return token_or_loopback
 
 
 HeartbeatHook = Callable[[WorkerIdentity, datetime], None]
@@ -153,7 +164,7 @@ def build_router(
 
     # -- Prometheus ----------------------------------------------------------------------
 
-    @router.get("/metrics", tags=["metrics"])
+    @router.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         body = await run_in_threadpool(collector.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

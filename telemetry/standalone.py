@@ -13,7 +13,12 @@ Authentication without a database of its own:
   (`GET /api/v1/agent/self`); answers are cached for 60 s (rejections for 5 s) under a
   SHA-256 of the token, never the token itself;
 - admin: `--admin-token` (or $OUTPOST_TOKEN), compared in constant time;
-- `--query-anonymous`: loopback clients may query without a token (others are refused).
+- named tokens (`outpost token create`, with their roles: reader for queries, Kusto and
+  reading alerts, operator for evaluating and maintenance windows), only with
+  --control-plane-url: the collector asks the control plane who a token is
+  (`GET /api/v1/whoami`) on every call, with no cache, so a revoked or expired token is
+  refused here at once too; the tokens themselves stay in the control plane's store;
+- `--query-anonymous`: loopback clients may query without a token (others need one).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import httpx
 import typer
 from fastapi import HTTPException, Request
 
+from automation.errors import Unauthorized
+from automation.roles import Principal, Role, RoleCheck, parse_role
 from outpost import contract
 from outpost.observer import WorkerIdentity
 from outpost.settings import DEFAULT_HOST, ENV_CA_FILE, ENV_TOKEN
@@ -107,6 +114,43 @@ def admin_dependency(*tokens: str | None):  # noqa: ANN201 - a FastAPI dependenc
     return require_admin
 
 
+class CollectorTokens:
+    """token -> Principal, for `RoleCheck`: this collector's own tokens are admin, named tokens the control plane's."""
+
+    def __init__(self, own: dict[str, str | None], control_plane_url: str | None, ca_file: str | None) -> None:
+        from outpost.http import ssl_context
+
+        self._own = [(name, t.encode()) for name, t in own.items() if t]
+        self._client = (
+            httpx.AsyncClient(
+                base_url=control_plane_url.rstrip("/"), timeout=10.0, verify=ssl_context(ca_file), trust_env=True
+            )
+            if control_plane_url
+            else None
+        )
+
+    async def __call__(self, token: str) -> Principal:
+        given = token.encode()
+        for name, own in self._own:
+            if hmac.compare_digest(given, own):
+                return Principal(name, Role.ADMIN)
+        if self._client is None:
+            raise Unauthorized(
+                "invalid admin or replica token (this collector checks named tokens only with --control-plane-url)"
+            )
+        try:
+            resp = await self._client.get(contract.WHOAMI, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise HTTPException(503, f"cannot check the token with the control plane: {type(exc).__name__}") from None
+        if resp.status_code in (401, 403):
+            raise Unauthorized(contract.error_detail(resp.json()) if resp.content else "token rejected")
+        if resp.status_code != 200:
+            raise HTTPException(503, f"the control plane answered {resp.status_code} while checking a token")
+        data = resp.json()
+        groups = data.get("groups")
+        return Principal(str(data["name"]), parse_role(str(data["role"])), frozenset(groups) if groups else None)
+
+
 def no_direct_workers(request: Request) -> WorkerIdentity:
     raise HTTPException(
         401,
@@ -174,7 +218,9 @@ def collector(
     import uvicorn
     from fastapi import FastAPI
 
-    from outpost import __version__
+    from automation import middleware
+    from automation.roles import annotate_openapi
+    from outpost import __version__, http_server
     from outpost.commands.common import fail
     from telemetry.alert_rules import RuleError, load_rules, shipped_rules
     from telemetry.alerting import AlertEvaluator, collector_query_runner
@@ -185,8 +231,12 @@ def collector(
 
     if bool(tls_cert) != bool(tls_key):
         fail("--tls-cert and --tls-key go together", 2)
-    if not admin_token and not replica_token and not query_anonymous:
-        fail("pass --admin-token (or set OUTPOST_TOKEN), --replica-token or --query-anonymous, or nobody can query", 2)
+    if not admin_token and not replica_token and not query_anonymous and not control_plane_url:
+        fail(
+            "pass --admin-token (or set OUTPOST_TOKEN), --replica-token, --control-plane-url (named tokens) "
+            "or --query-anonymous, or nobody can query",
+            2,
+        )
     try:
         rules = load_rules(alert_rules if alert_rules is not None else shipped_rules())
     except RuleError as exc:
@@ -214,18 +264,15 @@ def collector(
         generator_url=url,
     )
     app = FastAPI(title="Outpost collector", version=__version__)
+    middleware.install(app)
+    app.add_middleware(middleware.ServiceHeader)  # type: ignore[arg-type]
 
-    @app.middleware("http")
-    async def _version_header(request: Request, call_next):  # noqa: ANN001, ANN202
-        response = await call_next(request)
-        response.headers[contract.SERVICE_HEADER] = __version__
-        return response
-
-    require_admin = admin_dependency(admin_token, replica_token)
+    tokens = CollectorTokens({"admin": admin_token, "replica": replica_token}, control_plane_url, ca_file)
+    read, change = RoleCheck(Role.READER, tokens), RoleCheck(Role.OPERATOR, tokens)
     app.include_router(
         build_router(
             col,
-            require_admin=require_admin,
+            require_admin=read,
             require_worker=ControlPlaneWorkerAuth(control_plane_url, ca_file=ca_file)
             if control_plane_url
             else no_direct_workers,
@@ -233,17 +280,20 @@ def collector(
         )
     )
     app.include_router(build_replica_ingest_router(col, admin_dependency(admin_token, replica_token)))
-    app.include_router(build_alerting_router(evaluator, require_admin))
+    app.include_router(build_alerting_router(evaluator, read, change))
 
     @app.get("/api/v1/health", tags=["health"])
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__, "role": "collector"}
 
+    annotate_openapi(app)  # every route's role in /openapi.json, as on the server
+    middleware.document_errors(app)
+
     col.start()
     evaluator.start()
     typer.echo(f"outpost collector on {url} (data in {data_dir}, {len(rules)} alert rules)")
     try:
-        uvicorn.run(
+        config = http_server.config(
             app,
             host=host,
             port=port,
@@ -252,6 +302,7 @@ def collector(
             ssl_certfile=str(tls_cert) if tls_cert else None,
             ssl_keyfile=str(tls_key) if tls_key else None,
         )
+        uvicorn.Server(config).run()
     finally:
         evaluator.stop()
         col.close()

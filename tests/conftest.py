@@ -82,3 +82,15 @@ def make_agent(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     yield make
     for a in agents:
         a.stop()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory that runbooks, which a root agent runs as another user, can write to (tmp_path is 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="outpost-shared-"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -112,6 +112,7 @@ def server(
     from automation.app import create_app, open_control_plane
     from automation.arm.envelope import account_name_problem
     from automation.roles import Role
+    from outpost import http_server
     from telemetry.alert_rules import RuleError, load_rules
     from telemetry.alerting import AlertEvaluator, collector_query_runner
     from telemetry.alerting_api import build_alerting_router
@@ -258,7 +259,7 @@ def server(
                 soft_wrap=True,
             )
         console.file.flush()
-        config = uvicorn.Config(
+        config = http_server.config(
             app,
             host=host,
             port=port,

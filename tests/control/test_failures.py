@@ -83,9 +83,9 @@ def test_server_restart_mid_run_loses_no_job(make_server, make_agent):
             assert outputs(c, job_id) == [f"done {i}"]
 
 
-def test_stop_terminates_the_whole_process_group(server, make_agent, tmp_path):
+def test_stop_terminates_the_whole_process_group(server, make_agent, shared_dir):
     make_agent(server)
-    marker = tmp_path / "child-alive"
+    marker = shared_dir / "child-alive"
     script = f"""
 trap 'echo "got TERM"; exit 143' TERM
 ( sleep 60; touch {marker} ) &

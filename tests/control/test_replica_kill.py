@@ -18,12 +18,15 @@ KILL_AFTER = 40
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_killing_a_replica_mid_load_loses_and_duplicates_nothing(make_server, pg_url, tmp_path: Path, request):
+def test_killing_a_replica_mid_load_loses_and_duplicates_nothing(
+    make_server, pg_url, tmp_path: Path, shared_dir: Path, request
+):
     a = make_server("a", database_url=pg_url)
     b = make_server("b", database_url=pg_url)
     b.token, b.registration_key = a.token, a.registration_key  # b joined a's database: same account
-    ledger = tmp_path / "ledger"
-    ledger.touch(mode=0o666)
+    ledger = shared_dir / "ledger"  # runbooks append to it as the runbook user
+    ledger.touch()
+    ledger.chmod(0o666)  # the umask would narrow touch(mode=...)
     agents = []
     for i in range(3):
         first, second = (a, b) if i % 2 == 0 else (b, a)  # agents start on both replicas

@@ -174,3 +174,47 @@ def test_an_expired_token_is_refused(server: Server):
     time.sleep(1.5)
     r = httpx.get(f"{server.url}/api/v1/runbooks", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+def test_the_standalone_collector_takes_named_tokens(server: Server, tmp_path):
+    from tests.ha.fleet import COLLECTOR_ADMIN, CollectorProc
+
+    collector = CollectorProc(tmp_path / "telemetry", ["--control-plane-url", server.url]).start()
+    try:
+        reader, operator = _token(server, "grafana", "reader"), _token(server, "oncall", "operator")
+
+        def call(method: str, path: str, token: str, **kw: Any) -> httpx.Response:
+            return httpx.request(method, f"{collector.url}{path}", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=30, **kw)  # fmt: skip
+
+        query = {"json": {"query": "print x = 1"}}
+        assert call("POST", "/api/v1/query", reader, **query).json()["rows"] == [[1]]
+        assert call("POST", "/v1/rest/mgmt", reader, json={"db": "Outpost", "csl": ".show tables"}).status_code == 200
+        assert call("GET", "/api/v1/alerts", reader).status_code == 200
+        window = {"json": {"group": "g1", "duration_seconds": 60}}
+        refused = call("POST", "/api/v1/alerts/maintenance", reader, **window)
+        assert refused.status_code == 403 and "operator" in refused.json()["detail"], refused.text
+        assert call("POST", "/api/v1/alerts/maintenance", operator, **window).status_code == 201
+        assert call("POST", "/api/v1/query", COLLECTOR_ADMIN, **query).status_code == 200  # its own token
+        assert call("POST", "/api/v1/query", "opt_not-a-token", **query).status_code == 401
+        # named tokens are not a replica's: forwarding stays with --replica-token / --admin-token
+        assert (
+            call("POST", "/api/v1/telemetry/forward", reader, json={"replica": "x", "records": []}).status_code == 401
+        )
+        with server.client() as c:
+            assert c.delete("/api/v1/tokens/grafana").status_code == 200
+        revoked = call("POST", "/api/v1/query", reader, **query)
+        assert revoked.status_code == 401, revoked.text  # at once: no cache
+    finally:
+        collector.stop()
+
+
+def test_query_anonymous_still_checks_a_token_that_is_sent(make_server):
+    server = make_server("anon", extra=["--query-anonymous"])
+    query = {"query": "print x = 1"}
+    assert httpx.post(f"{server.url}/api/v1/query", json=query, timeout=30).status_code == 200  # loopback
+    reader = _token(server, "dash", "reader")
+    ok = httpx.post(f"{server.url}/api/v1/query", json=query, headers={"Authorization": f"Bearer {reader}"})
+    assert ok.status_code == 200, ok.text
+    bad = httpx.post(f"{server.url}/api/v1/query", json=query, headers={"Authorization": "Bearer opt_wrong"})
+    assert bad.status_code == 401, bad.text

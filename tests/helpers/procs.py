@@ -36,6 +36,44 @@ def stop_process(proc: subprocess.Popen[str] | None, sig: int, grace_s: float) -
             proc.wait(5)
 
 
+_RUNBOOK_USER_PREFIX = "ortest"
+_runbook_user: str | None = None
+
+
+def runbook_user() -> str:
+    """The unprivileged user a root test agent runs runbooks as (a root agent refuses to start without one).
+
+    One per test process, created on first use and removed at exit; users left by test processes
+    that died (named after their PID) are removed first.
+    """
+    global _runbook_user
+    if _runbook_user is None:
+        import atexit
+        import pwd
+        import shutil
+
+        # by absolute path: a test may have narrowed PATH (no /usr/sbin) when this first runs
+        useradd, userdel = (shutil.which(t, path="/usr/sbin:/sbin:/usr/bin:/bin") or t for t in ("useradd", "userdel"))
+
+        for entry in pwd.getpwall():
+            pid = entry.pw_name.removeprefix(_RUNBOOK_USER_PREFIX)
+            if entry.pw_name.startswith(_RUNBOOK_USER_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                subprocess.run([userdel, entry.pw_name], capture_output=True, timeout=30)
+        name = f"{_RUNBOOK_USER_PREFIX}{os.getpid()}"
+        made = subprocess.run([useradd, "--no-create-home", "--shell", "/bin/sh", name], capture_output=True,
+                              text=True, timeout=30)  # fmt: skip
+        if made.returncode not in (0, 9):  # 9: it exists already
+            raise AssertionError(f"cannot create the test runbook user {name}: {made.stderr}")
+        atexit.register(subprocess.run, [userdel, name], capture_output=True, timeout=30)
+        _runbook_user = name
+    return _runbook_user
+
+
+def runbook_user_args(args: list[str]) -> list[str]:
+    """`--runbook-user` for a root agent, unless `args` name one."""
+    return [] if os.geteuid() != 0 or "--runbook-user" in args else ["--runbook-user", runbook_user()]
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
     """Poll `predicate` until truthy; bounded in time. Returns its value."""
     deadline = time.monotonic() + timeout
@@ -170,6 +208,7 @@ class Agent:
             "--heartbeat-interval",
             "1",
             *self.run_args,
+            *runbook_user_args(self.run_args),
         ]
         log = open(self.log_path, "a")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
-from tests.helpers.procs import Server
+from tests.helpers.procs import Server, runbook_user_args
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("outpost", "automation", "agent", "telemetry", "diagnostics")
@@ -75,7 +75,7 @@ def test_wheel_in_a_clean_venv_registers_and_runs_a_job(server: Server, tmp_path
     assert register.returncode == 0, register.stderr
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [str(outpost), "worker", "run", "--state-dir", str(state), "--heartbeat-interval", "1"],
+        [str(outpost), "worker", "run", "--state-dir", str(state), "--heartbeat-interval", "1", *runbook_user_args([])],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
     )  # fmt: skip
     try:

@@ -25,9 +25,10 @@ echo "n=$1"
 
 
 @pytest.mark.slow
-def test_killed_agent_is_restarted_and_every_job_runs_exactly_once_more_at_most(server, make_agent, tmp_path: Path):
-    ledger = tmp_path / "ledger"
-    ledger.touch(mode=0o666)
+def test_killed_agent_is_restarted_and_every_job_runs_exactly_once_more_at_most(server, make_agent, shared_dir: Path):
+    ledger = shared_dir / "ledger"  # runbooks append to it as the runbook user
+    ledger.touch()
+    ledger.chmod(0o666)  # the umask would narrow touch(mode=...)
     agents = [make_agent(server, name=f"w{i}", run_args=["--concurrency", str(CONCURRENCY)]) for i in range(3)]
     with server.client() as c:
         publish(c, "work", RUNBOOK.format(ledger=ledger), retry_on_worker_loss=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,7 +84,9 @@ def test_restart_kills_survivors_reports_them_and_cleans_the_work_dir(make_serve
         job_id = start_job(c, "family")
         pgid = _pgid_of_job(c, job_id)
         wait_until(lambda: len(_group_members(pgid)) >= 3, 10, 0.1, "bash, its subshell and sleep")
-        assert (work / job_id).is_dir() and (work / f"{job_id}.json").is_file()
+        # the job's own work dir: <state-dir>/work/<job> as the agent's user, a private temp dir as another
+        workdir = Path(json.loads((work / f"{job_id}.json").read_text())["workdir"])
+        assert workdir.is_dir()
         assert agent.proc is not None
         watchdogs = [p for p in _children(agent.proc.pid) if b"watchdog" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(watchdogs) == 1
@@ -95,7 +98,7 @@ def test_restart_kills_survivors_reports_them_and_cleans_the_work_dir(make_serve
         assert survivors, "the scenario needs survivors"
         agent.start()
         wait_until(lambda: not _group_members(pgid), 15, 0.1, "the restarted agent to kill the survivors")
-        wait_until(lambda: not (work / job_id).exists(), 10, 0.1, "the stale work dir to go")
+        wait_until(lambda: not workdir.exists(), 10, 0.1, "the stale work dir to go")
         assert not (work / f"{job_id}.json").exists()
         warnings = wait_until(lambda: outputs(c, job_id, "Warning"), 15, 0.2, "the restart notice")
     assert "agent on phoenix restarted while this job ran" in warnings[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
-from tests.helpers.procs import cli
+from tests.helpers.procs import cli, runbook_user
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
@@ -64,7 +64,8 @@ def test_runas_group_runs_jobs_as_the_credential_user(server, make_agent, local_
 
         before = wait_job(c, start_job(c, "whoami", group="ra"))
         assert before["status"] == "Completed"
-        assert "user=root" in outputs(c, start_and_wait(c, "whoami", "ra"))  # no RunAs: the agent's user
+        # no RunAs: a root agent's runbook user (tests/helpers/procs.runbook_user)
+        assert f"user={runbook_user()}" in outputs(c, start_and_wait(c, "whoami", "ra"))
 
         set_runas = cli("group", "set-runas", "ra", "--credential", "svc", env=env)
         assert set_runas.returncode == 0, set_runas.stderr
@@ -103,10 +104,12 @@ def test_runas_group_runs_jobs_as_the_credential_user(server, make_agent, local_
         assert outputs(c, ghost["id"]) == []
 
         assert cli("group", "set-runas", "ra", "--clear", env=env).returncode == 0
-        assert "user=root" in outputs(c, start_and_wait(c, "whoami", "ra"))
+        assert f"user={runbook_user()}" in outputs(c, start_and_wait(c, "whoami", "ra"))
         bad = cli("group", "set-runas", "ra", "--credential", "nope", env=env)
         assert bad.returncode == 1 and "credential 'nope' does not exist" in bad.stderr
-    assert not list(Path("/tmp").glob("outpost-job-*"))  # RunAs work dirs are removed too
+        ours = [j["id"][:8] for j in c.get("/api/v1/jobs", params={"limit": 1000}).json()]
+    # RunAs work dirs are removed too (only this server's jobs: other tests' agents run jobs meanwhile)
+    assert not [d for d in Path("/tmp").glob("outpost-job-*") if d.name.split("-")[2] in ours]
 
 
 def start_and_wait(c, runbook: str, group: str) -> str:
@@ -180,7 +183,7 @@ def signer(tmp_path):
 SIGNED_BODY = 'echo "signed and verified"\ntouch "$1"\n'
 
 
-def test_signed_runbooks_only(server, make_agent, signer, tmp_path):
+def test_signed_runbooks_only(server, make_agent, signer, tmp_path, shared_dir):
     trusted_home = signer("Outpost Signer <signer@example.test>")
     rogue_home = signer("Rogue <rogue@example.test>")
     keys = tmp_path / "trusted"
@@ -196,7 +199,7 @@ def test_signed_runbooks_only(server, make_agent, signer, tmp_path):
     with server.client() as c:
         for name, content in cases.items():
             publish(c, f"rb-{name}", content)
-            marker = tmp_path / f"ran-{name}"
+            marker = shared_dir / f"ran-{name}"
             job_id = start_job(c, f"rb-{name}", params=[{"name": None, "value": str(marker)}])
             results[name] = (wait_job(c, job_id), outputs(c, job_id), marker)
     job, lines, marker = results["good"]

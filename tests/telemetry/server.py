@@ -15,6 +15,9 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 
+from automation import middleware
+from automation.errors import Unauthorized
+from automation.roles import Principal, Role, RoleCheck
 from outpost.observer import WorkerIdentity
 from telemetry.api import build_router
 from telemetry.collector import Collector
@@ -34,9 +37,13 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require_admin(request: Request) -> None:
-    if _bearer(request) != ADMIN_TOKEN:
-        raise HTTPException(401, "invalid admin token")
+async def _authenticate(token: str) -> Principal:
+    if token != ADMIN_TOKEN:
+        raise Unauthorized("invalid admin token")
+    return Principal("admin", Role.ADMIN)
+
+
+require_admin = RoleCheck(Role.READER, _authenticate)
 
 
 def require_worker(request: Request) -> WorkerIdentity:
@@ -55,6 +62,7 @@ def free_port() -> int:
 @contextmanager
 def serve(collector: Collector, *, anonymous: bool = False) -> Iterator[str]:
     app = FastAPI()
+    middleware.install(app)  # domain errors (401) as the server answers them
     app.include_router(
         build_router(
             collector, require_admin=require_admin, require_worker=require_worker, allow_anonymous_query=anonymous
