@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from automation import api, arm, db, limits, middleware, runtime_api, runtime_envs, secrets, tokens_api
+from automation import api, arm, db, limits, middleware, runtime_api, runtime_envs, secrets, tokens_api, workers
 from automation.audit import AuditTrail
 from automation.auth import RoleChecks, role_checks, worker_dependency
 from automation.background import Background
@@ -58,6 +58,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         cp.notifier.bind(loop)
+        cp.notifier.on_credentials_changed = workers.clear_auth_cache  # another replica removed a worker
         cp.dispatcher.start(loop)
         background = Background(cp)
         background.start()

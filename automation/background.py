@@ -1,4 +1,4 @@
-"""The control plane's background loops, in one place: lease reaper and schedule runner.
+"""The control plane's background loops, in one place: lease reaper, schedule runner, last-seen writer.
 
 Each loop runs its store work in a worker thread (it may hold the SQLite write lock for
 a while; the event loop never waits on it) and keeps going after a failed pass: one bad
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
 
-from automation import lifecycle, schedules
+from automation import lifecycle, schedules, workers
 from automation.context import ControlPlane
 
 log = logging.getLogger("outpost.server")
@@ -35,6 +35,7 @@ class Loop:
 LOOPS = (
     Loop("lease reaper", REAP_EVERY_S, lifecycle.reap),
     Loop("schedule runner", SCHEDULE_EVERY_S, schedules.run_due),
+    Loop("last-seen writer", workers.SEEN_FLUSH_S, workers.seen.flush),
 )
 
 
@@ -64,3 +65,7 @@ class Background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        try:  # the last calls' times, so a clean restart does not lose them
+            await run_in_threadpool(workers.seen.flush, self._cp)
+        except Exception:
+            log.exception("last-seen write at shutdown failed")

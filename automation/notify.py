@@ -36,6 +36,8 @@ class Notifier:
         self._origin = uuid.uuid4().hex[:12]
         # Called on the loop with the group's name when a job is queued for it (the dispatcher).
         self.on_group_wake: Callable[[str], None] | None = None
+        # Called on the loop when a worker was removed or re-registered on another replica.
+        self.on_credentials_changed: Callable[[], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -47,6 +49,10 @@ class Notifier:
     def _wake_local(self, topic: str) -> None:
         if topic.startswith(_GROUP) and self.on_group_wake is not None:
             self.on_group_wake(topic[len(_GROUP) :])
+            return
+        if topic == CREDENTIALS:
+            if self.on_credentials_changed is not None:
+                self.on_credentials_changed()
             return
         event = self._events.pop(topic, None)
         if event is not None:
@@ -102,6 +108,7 @@ class Notifier:
 
 
 _GROUP = "g:"
+CREDENTIALS = "c:credentials"  # worker credentials changed: cached checks must go
 
 
 def group_topic(group: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -16,11 +17,14 @@ from automation import limits, secrets
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict, NotFound, Unauthorized
 from automation.models import Job, Setting, Worker, WorkerGroup, utcnow
+from automation.notify import CREDENTIALS
 from outpost.contract import FINAL_STATUSES, NAME_RE, RegisterRequest, RegisterResponse
 from outpost.observer import WorkerIdentity
 
-_AUTH_CACHE_TTL_S = 5.0
-_LAST_SEEN_EVERY = timedelta(seconds=10)
+# A credential is checked against the store once per this long per worker. A parked fleet re-polls
+# every ~25 s, so a short TTL made nearly every poll a store read. Removal and re-registration
+# clear the cache at once here and, by NOTIFY, on every replica (`forget_credentials`).
+_AUTH_CACHE_TTL_S = 300.0
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -98,26 +102,34 @@ def register(cp: ControlPlane, req: RegisterRequest) -> RegisterResponse:
             ) from None
     if existing is not None:
         cp.observer.on_worker_removed(req.name, req.group)
-    _auth_cache.clear()
+    forget_credentials(cp)
     return RegisterResponse(worker_id=worker_id, name=req.name, group=req.group, credential=credential)
 
 
 # token digest -> (identity, cached_at); keeps the hot path (polls, events) off the DB.
 _auth_cache: dict[str, tuple[WorkerIdentity, float]] = {}
-_last_seen: dict[str, float] = {}
+
+
+def clear_auth_cache() -> None:
+    """Forget every cached credential check (this process). Thread-safe enough: a dict swap."""
+    _auth_cache.clear()
+
+
+def forget_credentials(cp: ControlPlane) -> None:
+    """A worker was removed or its credential replaced: no replica may keep accepting the old one."""
+    clear_auth_cache()
+    cp.notifier.wake(CREDENTIALS)
 
 
 def cached_identity(token: str) -> WorkerIdentity | None:
-    """The identity for `token` when no store access is due (cached, last-seen fresh); else None.
+    """The identity for `token` when no store access is due; else None (call `authenticate`).
 
     Lets the event loop answer the common case without a thread hop.
     """
     hit = _auth_cache.get(secrets.digest(token))
-    now = time.monotonic()
-    if hit is None or now - hit[1] >= _AUTH_CACHE_TTL_S:
+    if hit is None or time.monotonic() - hit[1] >= _AUTH_CACHE_TTL_S:
         return None
-    if now - _last_seen.get(hit[0].worker_id, 0.0) > _LAST_SEEN_EVERY.total_seconds():
-        return None
+    seen.note(hit[0].worker_id)
     return hit[0]
 
 
@@ -140,15 +152,42 @@ def authenticate(cp: ControlPlane, token: str) -> WorkerIdentity:
             )
         identity = WorkerIdentity(worker_id=row[0].id, name=row[0].name, group=row[1].name)
         _auth_cache[key] = (identity, now)
-    if now - _last_seen.get(identity.worker_id, 0.0) > _LAST_SEEN_EVERY.total_seconds():
-        _last_seen[identity.worker_id] = now
-        with cp.session() as s:
-            worker = s.get(Worker, identity.worker_id)
-            if worker is not None:
-                worker.last_seen_at = utcnow()
-                s.add(worker)
-                s.commit()
+    seen.note(identity.worker_id)
     return identity
+
+
+class SeenTimes:
+    """When each worker last called in, written behind in one batch (`flush`, every SEEN_FLUSH_S).
+
+    Writing `last_seen_at` on the call itself cost a write transaction per poll: at 4,000
+    workers re-polling every 25 s, 160 a second. Batched, it is one statement per flush.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, datetime] = {}
+
+    def note(self, worker_id: str) -> None:
+        with self._lock:
+            self._pending[worker_id] = utcnow()
+
+    def flush(self, cp: ControlPlane) -> int:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if pending:
+            with cp.transaction() as conn:
+                conn.execute(_SET_LAST_SEEN, [{"b_id": worker_id, "b_seen": at} for worker_id, at in pending.items()])
+        return len(pending)
+
+
+SEEN_FLUSH_S = 10.0
+seen = SeenTimes()
+_worker = Worker.__table__.c  # type: ignore[attr-defined]
+_SET_LAST_SEEN = (
+    update(Worker.__table__)  # type: ignore[attr-defined]
+    .where(_worker.id == bindparam("b_id"))
+    .values(last_seen_at=bindparam("b_seen"))
+)
 
 
 def _remove(cp: ControlPlane, worker: Worker, group_name: str) -> None:
@@ -157,7 +196,7 @@ def _remove(cp: ControlPlane, worker: Worker, group_name: str) -> None:
         if row is not None:
             s.delete(row)
             s.commit()
-    _auth_cache.clear()
+    forget_credentials(cp)
     cp.observer.on_worker_removed(worker.name, group_name)
 
 

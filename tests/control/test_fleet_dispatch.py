@@ -219,3 +219,28 @@ def test_a_lost_answer_is_offered_again_while_the_queue_is_known_empty(make_serv
         assert _poll(client, server, first, [], settle=False) == []
         assert _poll(client, server, first, []) == [job]  # re-offered: its worker had it to settle
         assert _poll(client, server, first, [job]) == []  # held now: nothing more to settle
+
+
+@pytest.mark.postgres
+def test_a_worker_removed_on_one_replica_is_refused_by_the_other_at_once(make_server, pg_url):
+    # Replicas cache credential checks for minutes (a parked fleet must not cost a read per poll);
+    # a removal clears every replica's cache by NOTIFY, so the old credential stops working everywhere.
+    a = make_server("a", database_url=pg_url)
+    b = make_server("b", database_url=pg_url)
+    b.token, b.registration_key = a.token, a.registration_key
+    (credential,) = _register_many(a, "gone", 1, prefix="leaver")
+    with httpx.Client(timeout=30) as client:
+        assert _poll(client, a, credential, []) == []  # checked once, now cached on a
+        with b.client() as cb:
+            assert cb.delete("/api/v1/workers/leaver0", params={"group": "gone"}).status_code == 200
+
+        def refused() -> bool:
+            r = client.post(
+                f"{a.url}/api/v1/agent/poll",
+                params={"wait": 0},
+                json={"held": [], "settle": False},
+                headers={"Authorization": f"Bearer {credential}"},
+            )
+            return r.status_code == 401
+
+        wait_until(refused, 10, 0.2, "replica a to refuse the removed worker's credential")
