@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from telemetry.kql.errors import QueryTooComplexError, QueryUnsupportedError
 from telemetry.kql.rewrites import (
     aliases,
+    array_shift,
     bin_at,
     functions,
     ipv4,
@@ -42,7 +43,7 @@ from telemetry.kql.tree import Tree, apply_edits, line_col, start
 if TYPE_CHECKING:
     from telemetry.kql.engine import Session
 
-SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, bin_at, functions, ipv4, strcat, named_call)
+SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, array_shift, bin_at, functions, ipv4, strcat, named_call)
 WITH_SCHEMA: tuple[ModuleType, ...] = (
     make_series,
     project_reorder,

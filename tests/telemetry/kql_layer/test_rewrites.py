@@ -257,7 +257,57 @@ FUNCTIONS += [
     ),
 ]
 
+FUNCTIONS += [
+    (
+        'print a = isascii("some string"), b = isascii("é")',
+        'print a = (tostring("some string") matches regex @"^[\\x00-\\x7F]*$"),'
+        ' b = (tostring("é") matches regex @"^[\\x00-\\x7F]*$")',
+        [[True, False]],
+    ),
+    (
+        'print s = string_size("a⒦é")',  # 1 + 3 + 2 bytes
+        'print s = (strlen(tostring("a⒦é")) + countof(tostring("a⒦é"), @"[^\\x00-\\x7F]", "regex")'
+        ' + countof(tostring("a⒦é"), @"[^\\x00-\\x{7FF}]", "regex")'
+        ' + countof(tostring("a⒦é"), @"[^\\x00-\\x{FFFF}]", "regex"))',
+        [[6]],
+    ),
+]
+
+ROT = "array_slice(array_concat(a, a), (((({k}) % array_length(a)) + array_length(a)) % array_length(a)),"
+ROT += " (((({k}) % array_length(a)) + array_length(a)) % array_length(a)) + array_length(a) - 1)"
+ARRAY_SHIFT: list[Case] = [
+    (
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = array_rotate_left(a, 2)",
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = " + ROT.format(k="2"),
+        [[[3, 4, 5, 1, 2]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = array_rotate_right(a, 7)",
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = " + ROT.format(k="-(7)"),
+        [[[4, 5, 1, 2, 3]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3]) | project r = array_shift_left(a, 1, -1)",
+        "print a = dynamic([1, 2, 3]) | project r ="
+        " array_slice(array_concat(a, pack_array((-1))), 1, 1 + array_length(a) - 1)",
+        [[[2, 3, -1]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3]) | project r = array_shift_left(a, -2, 0)",
+        "print a = dynamic([1, 2, 3]) | project r ="
+        " array_slice(array_concat(pack_array((0), (0)), a), 0, array_length(a) - 1)",
+        [[[0, 0, 1]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3]) | project r = array_shift_right(a, 5, 0)",
+        "print a = dynamic([1, 2, 3]) | project r ="
+        " array_slice(array_concat(pack_array((0), (0), (0), (0), (0)), a), 0, array_length(a) - 1)",
+        [[[0, 0, 0]]],
+    ),
+]
+
 ALL = {
+    "array_shift": ARRAY_SHIFT,
     "ipv4": IPV4,
     "functions": FUNCTIONS,
     "aliases": ALIASES,
