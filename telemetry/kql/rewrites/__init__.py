@@ -26,6 +26,7 @@ from telemetry.kql.rewrites import (
     bin_at,
     functions,
     ipv4,
+    ipv4_search,
     make_list_dynamic,
     make_series,
     minmaxif,
@@ -43,7 +44,7 @@ from telemetry.kql.tree import Tree, apply_edits, line_col, start
 if TYPE_CHECKING:
     from telemetry.kql.engine import Session
 
-SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, array_shift, bin_at, functions, ipv4, strcat, named_call)
+SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, array_shift, bin_at, functions, ipv4, ipv4_search, strcat, named_call)
 WITH_SCHEMA: tuple[ModuleType, ...] = (
     make_series,
     project_reorder,

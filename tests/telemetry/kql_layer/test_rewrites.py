@@ -306,7 +306,37 @@ ARRAY_SHIFT: list[Case] = [
     ),
 ]
 
+OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+EDGE = "[^0-9A-Za-z.]"
+IPV4_SEARCH: list[Case] = [
+    (
+        "print r = has_ipv4('GET 127.0.0.1 /favicon.ico', '127.0.0.1')",
+        f"print r = (tostring('GET 127.0.0.1 /favicon.ico') matches regex @\"(^|{EDGE})(127\\.0\\.0\\.1)($|{EDGE})\")",
+        [[True]],
+    ),
+    (  # a prefix ends with a dot; the rest of the address must be valid octets
+        "print r = has_ipv4_prefix('at 10.1.2.3, 10.1.2.256', '10.1.')",
+        f"print r = (tostring('at 10.1.2.3, 10.1.2.256') matches regex"
+        f' @"(^|{EDGE})(10\\.1\\.{OCTET}\\.{OCTET})($|{EDGE})")',
+        [[True]],
+    ),
+    ("print r = has_ipv4_prefix('at 127.0.0.1', '127.0')", "print r = false", [[False]]),  # not a valid prefix
+    (  # digits before the address: not bounded
+        "print r = has_any_ipv4('54127.0.0.1 or 127.0.0.2', dynamic(['127.0.0.1', '127.0.0.3']))",
+        f"print r = (tostring('54127.0.0.1 or 127.0.0.2') matches regex"
+        f' @"(^|{EDGE})(127\\.0\\.0\\.1|127\\.0\\.0\\.3)($|{EDGE})")',
+        [[False]],
+    ),
+    (
+        "print r = has_any_ipv4_prefix('x:192.168.0.1', '10.', '192.168.')",
+        f"print r = (tostring('x:192.168.0.1') matches regex"
+        f' @"(^|{EDGE})(10\\.{OCTET}\\.{OCTET}\\.{OCTET}|192\\.168\\.{OCTET}\\.{OCTET})($|{EDGE})")',
+        [[True]],
+    ),
+]
+
 ALL = {
+    "ipv4_search": IPV4_SEARCH,
     "array_shift": ARRAY_SHIFT,
     "ipv4": IPV4,
     "functions": FUNCTIONS,
