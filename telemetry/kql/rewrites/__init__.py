@@ -35,6 +35,7 @@ from telemetry.kql.rewrites import (
     project_reorder,
     search,
     series_fns,
+    series_rows,
     star,
     strcat,
     summarize_lift,
@@ -53,6 +54,7 @@ WITH_SCHEMA: tuple[ModuleType, ...] = (
     star,
     search,
     series_fns,
+    series_rows,
     summarize_lift,
 )
 FINAL: tuple[ModuleType, ...] = (make_list_dynamic,)

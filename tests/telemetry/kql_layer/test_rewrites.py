@@ -335,7 +335,29 @@ IPV4_SEARCH: list[Case] = [
     ),
 ]
 
+# Element-wise series functions: computed per row in Python, joined back as helper columns.
+SERIES_ROWS: list[Case] = [
+    (
+        "T | summarize a = make_list(N) by Name | project Name, d = series_dot_product(a, dynamic([2, 1]))",
+        "__outpost_t3 | project Name, d = __outpost_series0 ",
+        [["a", 5.0], ["b", 10.0]],
+    ),
+    (
+        "print a = dynamic([1, null, 3]) | extend f = series_fill_forward(a), e = series_greater(a, 1)",
+        "__outpost_t3 | extend f = __outpost_series0, e = __outpost_series1"
+        " | project-away __outpost_rn, __outpost_series0, __outpost_series1 ",
+        [[[1, None, 3], [1, 1, 3], [False, None, True]]],
+    ),
+    (
+        "T | extend s = series_subtract(dynamic([10, 20]), N) | where series_sign(s)[1] == 1 | project Name, s",
+        "__outpost_t6 | where __outpost_series0[1] == 1 | project-away __outpost_rn, __outpost_series0 "
+        " | project Name, s",
+        [["a", [9, 19]], ["a", [7, 17]], ["b", [5, 15]]],
+    ),
+]
+
 ALL = {
+    "series_rows": SERIES_ROWS,
     "ipv4_search": IPV4_SEARCH,
     "array_shift": ARRAY_SHIFT,
     "ipv4": IPV4,

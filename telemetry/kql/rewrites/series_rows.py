@@ -1,0 +1,125 @@
+"""Element-wise series functions (`telemetry.kql.series_elementwise`) computed row by row in Python.
+
+In an `extend`, `project` or `where`, each such call whose arguments are columns or literals is
+computed for every row of the operator's (materialized) input, joined back on the row's
+position as a helper column, and the call is replaced by that column. The helper columns are
+dropped after operators that keep their input's columns. duckdb-kql has none of these functions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from telemetry.kql.errors import UnknownColumnError
+from telemetry.kql.series_elementwise import FUNCTIONS
+from telemetry.kql.tree import Edit, Node, Tree, ancestor, apply_edits, bare_name, call_name, core, end, rule, start
+
+if TYPE_CHECKING:
+    from telemetry.kql.engine import Session
+
+OPERATORS = ("ExtendOperator", "ProjectOperator", "WhereOperator")
+KEEPS_COLUMNS = ("ExtendOperator", "WhereOperator")
+LITERALS = ("LongLiteralExpression", "RealLiteralExpression", "IntLiteralExpression", "DynamicLiteralExpression")
+
+
+def _literal(tree: Tree, arg: Node) -> tuple[bool, Any]:
+    """(True, value) for a number or dynamic literal (a leading minus allowed), else (False, None)."""
+    text = tree.text(arg).strip()
+    inner = core(arg)
+    if rule(inner) == "DynamicLiteralExpression":
+        try:
+            return True, json.loads(text[text.index("(") + 1 : text.rindex(")")])
+        except ValueError:
+            return False, None
+    for parse in (int, float):
+        try:
+            return True, parse(text)
+        except ValueError:
+            pass
+    m = text.removeprefix("double(").removeprefix("real(").removesuffix(")")
+    if m != text and m.strip() == "null":
+        return True, None
+    return False, None
+
+
+def _args(tree: Tree, call: Node) -> list[tuple[str, Any]] | None:
+    """Each argument as ("column", name) or ("value", literal); None when one is neither."""
+    out: list[tuple[str, Any]] = []
+    for arg in tree.args(call):
+        name = bare_name(tree, arg)
+        if name is not None and name not in ("true", "false", "null"):
+            out.append(("column", name))
+            continue
+        ok, value = _literal(tree, arg)
+        if not ok:
+            return None
+        out.append(("value", value))
+    return out
+
+
+def _calls(tree: Tree) -> list[Node]:
+    found = []
+    for call in tree.calls(*FUNCTIONS):
+        op = ancestor(call, *OPERATORS, "PipedOperator")
+        if op is None or rule(op) not in OPERATORS or _args(tree, call) is None:
+            continue
+        item = ancestor(call, "NamedExpression")
+        top = item is not None and item.parentCtx is op and rule(op) != "WhereOperator"
+        if top and core(item) is call and tree.named(item)[0] is None:
+            continue  # Kusto's name for an unnamed item is not known here: leave the call refused
+        found.append(call)
+    return found
+
+
+def find(tree: Tree) -> Node | None:
+    found = _calls(tree)
+    return found[0] if found else None
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply(s: Session, tree: Tree, node: Node) -> str:
+    op = tree.operator(node)
+    operator = ancestor(node, *OPERATORS)
+    assert operator is not None  # find() only returns calls inside one
+    calls = [c for c in _calls(tree) if ancestor(c, *OPERATORS) is operator]
+    calls = [c for c in calls if not any(o is not c and start(o) <= start(c) and end(c) <= end(o) for o in calls)]
+    source = s.materialize(f"{op.lets}{op.prefix}")
+    numbered = s.table_from_sql(f'SELECT row_number() OVER () - 1 AS __outpost_rn, * FROM "{source}"')
+    existing = s.temp[numbered]
+    wanted = sorted({v for c in calls for kind, v in _args(tree, c) or [] if kind == "column"})
+    for name in wanted:
+        if name not in existing:
+            raise UnknownColumnError(f"unknown column '{name}' (its input has: {', '.join(existing[1:])})")
+    s.check_deadline()
+    columns = ", ".join(["__outpost_rn", *(f'"{n}"' for n in wanted)])
+    rows = s.run_sql(f'SELECT {columns} FROM "{numbered}" ORDER BY 1').fetchall()
+    position = {n: i + 1 for i, n in enumerate(wanted)}
+    sel, params, edits = [], [], []
+    for k, call in enumerate(calls):
+        fn, kind = FUNCTIONS[call_name(call)]
+        args = _args(tree, call) or []
+        values = [fn([_cell(r[position[v]]) if how == "column" else v for how, v in args]) for r in rows]
+        params.append([json.dumps(v) for v in values] if kind == "array" else values)
+        helper = f"__outpost_series{k}"
+        sel.append(f'UNNEST(${len(params)})::{"JSON" if kind == "array" else "DOUBLE"} AS "{helper}"')
+        edits.append(Edit(start(call) - op.op_start, end(call) - op.op_start, helper))
+    params.append([r[0] for r in rows])
+    values_sql = f"SELECT {', '.join(sel)}, UNNEST(${len(params)}) AS __outpost_rn2"
+    table = s.table_from_sql(
+        f'SELECT t.*, v.* EXCLUDE (__outpost_rn2) FROM "{numbered}" t JOIN ({values_sql}) v'
+        " ON v.__outpost_rn2 = t.__outpost_rn ORDER BY t.__outpost_rn",
+        params,
+    )
+    text = apply_edits(tree.query[op.op_start : op.op_end], edits)
+    helpers = ", ".join(["__outpost_rn", *(f"__outpost_series{k}" for k in range(len(calls)))])
+    after = f" | project-away {helpers}" if rule(operator) in KEEPS_COLUMNS else ""
+    return tree.query[: op.pipe_start] + f"{table} |{text}{after} " + tree.query[op.op_end :]
