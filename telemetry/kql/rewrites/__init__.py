@@ -24,6 +24,7 @@ from telemetry.kql.rewrites import (
     aliases,
     array_shift,
     bin_at,
+    const_calls,
     functions,
     ipv4,
     ipv4_search,
@@ -33,9 +34,9 @@ from telemetry.kql.rewrites import (
     named_call,
     pack_all,
     project_reorder,
+    row_calls,
     search,
     series_fns,
-    series_rows,
     star,
     strcat,
     summarize_lift,
@@ -45,7 +46,17 @@ from telemetry.kql.tree import Tree, apply_edits, line_col, start
 if TYPE_CHECKING:
     from telemetry.kql.engine import Session
 
-SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, array_shift, bin_at, functions, ipv4, ipv4_search, strcat, named_call)
+SCHEMA_FREE: tuple[ModuleType, ...] = (
+    aliases,
+    array_shift,
+    bin_at,
+    const_calls,
+    functions,
+    ipv4,
+    ipv4_search,
+    strcat,
+    named_call,
+)
 WITH_SCHEMA: tuple[ModuleType, ...] = (
     make_series,
     project_reorder,
@@ -54,7 +65,7 @@ WITH_SCHEMA: tuple[ModuleType, ...] = (
     star,
     search,
     series_fns,
-    series_rows,
+    row_calls,
     summarize_lift,
 )
 FINAL: tuple[ModuleType, ...] = (make_list_dynamic,)

@@ -336,28 +336,56 @@ IPV4_SEARCH: list[Case] = [
 ]
 
 # Element-wise series functions: computed per row in Python, joined back as helper columns.
-SERIES_ROWS: list[Case] = [
+ROW_CALLS: list[Case] = [
     (
         "T | summarize a = make_list(N) by Name | project Name, d = series_dot_product(a, dynamic([2, 1]))",
-        "__outpost_t3 | project Name, d = __outpost_series0 ",
+        "__outpost_t3 | project Name, d = __outpost_call0 ",
         [["a", 5.0], ["b", 10.0]],
     ),
     (
         "print a = dynamic([1, null, 3]) | extend f = series_fill_forward(a), e = series_greater(a, 1)",
-        "__outpost_t3 | extend f = __outpost_series0, e = __outpost_series1"
-        " | project-away __outpost_rn, __outpost_series0, __outpost_series1 ",
+        "__outpost_t3 | extend f = __outpost_call0, e = __outpost_call1"
+        " | project-away __outpost_rn, __outpost_call0, __outpost_call1 ",
         [[[1, None, 3], [1, 1, 3], [False, None, True]]],
     ),
     (
         "T | extend s = series_subtract(dynamic([10, 20]), N) | where series_sign(s)[1] == 1 | project Name, s",
-        "__outpost_t6 | where __outpost_series0[1] == 1 | project-away __outpost_rn, __outpost_series0 "
-        " | project Name, s",
+        "__outpost_t6 | where __outpost_call0[1] == 1 | project-away __outpost_rn, __outpost_call0  | project Name, s",
         [["a", [9, 19]], ["a", [7, 17]], ["b", [5, 15]]],
     ),
 ]
 
+ROW_CALLS += [
+    (
+        "print k = dynamic(['a', 'b', 'c']) | extend z = bag_zip(k, dynamic([1, 2]))",
+        "__outpost_t3 | extend z = __outpost_call0 | project-away __outpost_rn, __outpost_call0 ",
+        [[["a", "b", "c"], {"a": 1, "b": 2, "c": None}]],
+    ),
+]
+
+# Calls whose arguments are all literals: folded to their value.
+CONST_CALLS: list[Case] = [
+    (
+        "print s = unicode_codepoints_to_string(75, 10, 117),"
+        " b = bag_merge(dynamic({'a': 1}), dynamic({'a': 2, 'b': 3}))",
+        'print s = \'K\\nu\', b = dynamic({"a": 1, "b": 3})',
+        [["K\nu", {"a": 1, "b": 3}]],
+    ),
+    (
+        "print e = erfc(0), u = url_encode_component('a b/c')",
+        "print e = real(1.0), u = 'a%20b%2fc'",
+        [[1.0, "a%20b%2fc"]],
+    ),
+    (
+        "print s = set_difference(dynamic([1, 2, 2, 3]), dynamic([2]), dynamic([9]))",
+        "print s = dynamic([1, 3])",
+        [[[1, 3]]],
+    ),
+]
+
 ALL = {
-    "series_rows": SERIES_ROWS,
+    "const_calls": CONST_CALLS,
+    "row_calls": ROW_CALLS,
     "ipv4_search": IPV4_SEARCH,
     "array_shift": ARRAY_SHIFT,
     "ipv4": IPV4,
@@ -397,3 +425,13 @@ def test_every_rewrite_module_has_cases() -> None:
     modules = {rewrites.name(m) for m in (*rewrites.SCHEMA_FREE, *rewrites.WITH_SCHEMA, *rewrites.FINAL)}
     covered = set(ALL) | {"star", "search", "series_fns"}  # star/search share a table; series_fns is in make_series
     assert modules <= covered, modules - covered
+
+
+def test_row_call_over_an_expression_stays_refused() -> None:
+    """Only columns and literals are computed per row; anything else keeps duckdb-kql's refusal."""
+    from telemetry.kql.errors import QueryUnsupportedError
+
+    query = "T | extend u = set_union(pack_array(N), dynamic([1, 5]))"
+    assert after_lets(rewritten(T + query)) == query
+    with pytest.raises(QueryUnsupportedError, match="set_union"):
+        rows(T + query)

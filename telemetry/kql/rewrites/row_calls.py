@@ -1,9 +1,9 @@
-"""Element-wise series functions (`telemetry.kql.series_elementwise`) computed row by row in Python.
+"""Functions duckdb-kql lacks (`telemetry.kql.row_functions`: series_add, bag_zip, ...) computed per row.
 
 In an `extend`, `project` or `where`, each such call whose arguments are columns or literals is
 computed for every row of the operator's (materialized) input, joined back on the row's
 position as a helper column, and the call is replaced by that column. The helper columns are
-dropped after operators that keep their input's columns. duckdb-kql has none of these functions.
+dropped after operators that keep their input's columns.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from telemetry.kql.errors import UnknownColumnError
-from telemetry.kql.series_elementwise import FUNCTIONS
+from telemetry.kql.row_functions import FUNCTIONS
 from telemetry.kql.tree import Edit, Node, Tree, ancestor, apply_edits, bare_name, call_name, core, end, rule, start
 
 if TYPE_CHECKING:
@@ -20,16 +20,27 @@ if TYPE_CHECKING:
 
 OPERATORS = ("ExtendOperator", "ProjectOperator", "WhereOperator")
 KEEPS_COLUMNS = ("ExtendOperator", "WhereOperator")
-LITERALS = ("LongLiteralExpression", "RealLiteralExpression", "IntLiteralExpression", "DynamicLiteralExpression")
+SQL_TYPES = {"dynamic": "JSON", "real": "DOUBLE", "long": "BIGINT", "string": "VARCHAR"}
+
+
+def string_value(text: str) -> tuple[bool, Any]:
+    """A plain or verbatim string literal's value; escapes are left to duckdb-kql (not a literal here)."""
+    body = text[1:] if text[:1] == "@" else text
+    if len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"" and (text[:1] == "@" or "\\" not in body):
+        return True, body[1:-1]
+    return False, None
 
 
 def _literal(tree: Tree, arg: Node) -> tuple[bool, Any]:
-    """(True, value) for a number or dynamic literal (a leading minus allowed), else (False, None)."""
+    """(True, value) for a string, number or dynamic literal (a leading minus allowed), else (False, None)."""
     text = tree.text(arg).strip()
     inner = core(arg)
+    if rule(inner) == "StringLiteralExpression":
+        return string_value(text)
     if rule(inner) == "DynamicLiteralExpression":
         try:
-            return True, json.loads(text[text.index("(") + 1 : text.rindex(")")])
+            body = text[text.index("(") + 1 : text.rindex(")")]
+            return True, json.loads(body if '"' in body else body.replace("'", '"'))
         except ValueError:
             return False, None
     for parse in (int, float):
@@ -43,7 +54,7 @@ def _literal(tree: Tree, arg: Node) -> tuple[bool, Any]:
     return False, None
 
 
-def _args(tree: Tree, call: Node) -> list[tuple[str, Any]] | None:
+def call_args(tree: Tree, call: Node) -> list[tuple[str, Any]] | None:
     """Each argument as ("column", name) or ("value", literal); None when one is neither."""
     out: list[tuple[str, Any]] = []
     for arg in tree.args(call):
@@ -62,7 +73,10 @@ def _calls(tree: Tree) -> list[Node]:
     found = []
     for call in tree.calls(*FUNCTIONS):
         op = ancestor(call, *OPERATORS, "PipedOperator")
-        if op is None or rule(op) not in OPERATORS or _args(tree, call) is None:
+        arity = FUNCTIONS[call_name(call)][2]
+        if arity and len(tree.args(call)) not in arity:
+            continue
+        if op is None or rule(op) not in OPERATORS or call_args(tree, call) is None:
             continue
         item = ancestor(call, "NamedExpression")
         top = item is not None and item.parentCtx is op and rule(op) != "WhereOperator"
@@ -95,7 +109,7 @@ def apply(s: Session, tree: Tree, node: Node) -> str:
     source = s.materialize(f"{op.lets}{op.prefix}")
     numbered = s.table_from_sql(f'SELECT row_number() OVER () - 1 AS __outpost_rn, * FROM "{source}"')
     existing = s.temp[numbered]
-    wanted = sorted({v for c in calls for kind, v in _args(tree, c) or [] if kind == "column"})
+    wanted = sorted({v for c in calls for kind, v in call_args(tree, c) or [] if kind == "column"})
     for name in wanted:
         if name not in existing:
             raise UnknownColumnError(f"unknown column '{name}' (its input has: {', '.join(existing[1:])})")
@@ -105,12 +119,12 @@ def apply(s: Session, tree: Tree, node: Node) -> str:
     position = {n: i + 1 for i, n in enumerate(wanted)}
     sel, params, edits = [], [], []
     for k, call in enumerate(calls):
-        fn, kind = FUNCTIONS[call_name(call)]
-        args = _args(tree, call) or []
+        fn, kind, _ = FUNCTIONS[call_name(call)]
+        args = call_args(tree, call) or []
         values = [fn([_cell(r[position[v]]) if how == "column" else v for how, v in args]) for r in rows]
-        params.append([json.dumps(v) for v in values] if kind == "array" else values)
-        helper = f"__outpost_series{k}"
-        sel.append(f'UNNEST(${len(params)})::{"JSON" if kind == "array" else "DOUBLE"} AS "{helper}"')
+        params.append([json.dumps(v) for v in values] if kind == "dynamic" else values)
+        helper = f"__outpost_call{k}"
+        sel.append(f'UNNEST(${len(params)})::{SQL_TYPES[kind]} AS "{helper}"')
         edits.append(Edit(start(call) - op.op_start, end(call) - op.op_start, helper))
     params.append([r[0] for r in rows])
     values_sql = f"SELECT {', '.join(sel)}, UNNEST(${len(params)}) AS __outpost_rn2"
@@ -120,6 +134,6 @@ def apply(s: Session, tree: Tree, node: Node) -> str:
         params,
     )
     text = apply_edits(tree.query[op.op_start : op.op_end], edits)
-    helpers = ", ".join(["__outpost_rn", *(f"__outpost_series{k}" for k in range(len(calls)))])
+    helpers = ", ".join(["__outpost_rn", *(f"__outpost_call{k}" for k in range(len(calls)))])
     after = f" | project-away {helpers}" if rule(operator) in KEEPS_COLUMNS else ""
     return tree.query[: op.pipe_start] + f"{table} |{text}{after} " + tree.query[op.op_end :]

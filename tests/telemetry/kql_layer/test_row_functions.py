@@ -1,4 +1,4 @@
-"""The element-wise series functions (telemetry.kql.series_elementwise), value by value."""
+"""The functions computed in Python (telemetry.kql.row_functions, series ones included), value by value."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from telemetry.kql.series_elementwise import FUNCTIONS
+from telemetry.kql.row_functions import FUNCTIONS
 
 CASES: list[tuple[str, list[Any], Any]] = [
     ("series_add", [[1, 2, 4], [4, 2, 1]], [5, 4, 5]),
@@ -27,15 +27,33 @@ CASES: list[tuple[str, list[Any], Any]] = [
     ("series_pearson_correlation", [[1, 2, 3, 4, 5], [2, 4, 6, 8, 10]], 1.0),
     ("series_cosine_similarity", [[0.1, 0.2, 0.1, 0.2], [1, 2, 3, 4]], 0.923760430703401),
     ("series_sin", ["not an array"], None),
+    ("bag_zip", [["a", 8, "b"], 1], {"a": None, "b": None}),  # non-string keys dropped; no values
+    ("bag_zip", [["a", "b"], [1, "2", 2.5]], {"a": 1, "b": "2"}),
+    ("set_union", [[1, 2, 1, 4], [1, 2], [8]], [1, 2, 4, 8]),
+    ("set_intersect", [[1, 2, 1, 4], [1, 2], [8, 1]], [1]),
+    ("array_iff", [[True, True, True], [1, 2], [3, 4]], [1, 2, None]),
+    ("array_iff", [[1, 0, "x"], "yes", "no"], ["yes", "no", None]),
+    ("bag_merge", [{"A1": 12, "B1": 2}, {"A2": 81, "A1": 1}], {"A1": 12, "B1": 2, "A2": 81}),
+    ("bag_set_key", [{"k": 1}, "k", 3], {"k": 3}),
+    ("bag_set_key", [{"k": 1}, "$.k.p", 3], None),  # a JSONPath key is not handled
+    ("bag_remove_keys", [{"k1": 1, "k2": 2}, ["k2", "k4"]], {"k1": 1}),
+    ("unicode_codepoints_to_string", [75, 117], "Ku"),
+    ("unicode_codepoints_to_string", [[75, 117]], "Ku"),
+    ("unicode_codepoints_from_string", ["Kö"], [75, 246]),
+    ("zlib_decompress_from_base64_string", ["eJwLSS0uUSguKcrMS1cwNDIGACxqBQ4="], "Test string 123"),
+    ("zlib_decompress_from_base64_string", ["not base64!"], ""),
+    ("url_encode", ["https://x.com/a b"], "https%3a%2f%2fx.com%2fa+b"),
+    ("url_encode_component", ["a b/"], "a%20b%2f"),
+    ("erfc", [0], 1.0),
 ]
 
 
 @pytest.mark.parametrize(("name", "args", "want"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_series_function(name: str, args: list[Any], want: Any) -> None:
-    fn, kind = FUNCTIONS[name]
+    fn, kind, _ = FUNCTIONS[name]
     got = fn(args)
     if isinstance(want, float):
-        assert kind == "num"
+        assert kind == "real"
         assert math.isclose(got, want, rel_tol=1e-12)
     else:
         assert got == want
