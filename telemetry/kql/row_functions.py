@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from telemetry.kql.errors import QueryTooComplexError
 from telemetry.kql.series_elementwise import FUNCTIONS as SERIES
 
 Kind = str  # "dynamic", "real", "long", "string"
@@ -140,6 +141,21 @@ def _encoder(plus: bool) -> Callable[[list[Any]], Any]:
     return run
 
 
+MAX_RANGE = 100_000  # elements of one range() array
+
+
+def _range(a: list[Any]) -> Any:
+    """`range(start, stop[, step])` over numbers: the inclusive sequence, as Kusto builds it."""
+    first, stop, step = a[0], a[1], a[2] if len(a) == 3 else 1
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (first, stop, step)) or step == 0:
+        return None
+    count = math.floor((stop - first) / step) + 1
+    if count > MAX_RANGE:
+        raise QueryTooComplexError(f"range(): {count} elements is more than the {MAX_RANGE} allowed here")
+    real = any(isinstance(x, float) for x in (first, stop, step))
+    return [first + i * step if not real else float(first + i * step) for i in range(max(count, 0))]
+
+
 def _erfc(a: list[Any]) -> Any:
     x = a[0]
     return math.erfc(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
@@ -163,5 +179,6 @@ FUNCTIONS: dict[str, tuple[Callable[[list[Any]], Any], Kind, tuple[int, ...]]] =
     "url_encode": (_encoder(plus=True), "string", (1,)),
     "url_encode_component": (_encoder(plus=False), "string", (1,)),
     "erfc": (_erfc, "real", (1,)),
+    "range": (_range, "dynamic", (2, 3)),  # numbers only: datetimes and timespans stay refused
 }
 FUNCTIONS |= {name: (fn, "dynamic" if kind == "array" else "real", ()) for name, (fn, kind) in SERIES.items()}

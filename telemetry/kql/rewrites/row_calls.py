@@ -13,7 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 from telemetry.kql.errors import UnknownColumnError
 from telemetry.kql.row_functions import FUNCTIONS
-from telemetry.kql.tree import Edit, Node, Tree, ancestor, apply_edits, bare_name, call_name, core, end, rule, start
+from telemetry.kql.tree import (
+    Edit,
+    Node,
+    Tree,
+    ancestor,
+    apply_edits,
+    bare_name,
+    call_name,
+    core,
+    end,
+    rule,
+    rule_children,
+    start,
+)
 
 if TYPE_CHECKING:
     from telemetry.kql.engine import Session
@@ -69,6 +82,26 @@ def call_args(tree: Tree, call: Node) -> list[tuple[str, Any]] | None:
     return out
 
 
+def _unnamed_item(tree: Tree, call: Node) -> bool:
+    """Whether *call* is a whole unnamed item of its extend or project (so it names a column)."""
+    item = ancestor(call, "NamedExpression")
+    op = ancestor(call, *OPERATORS)
+    top = item is not None and op is not None and item.parentCtx is op and rule(op) != "WhereOperator"
+    return bool(top and core(item) is call and tree.named(item)[0] is None)
+
+
+def _column1(tree: Tree, call: Node) -> str | None:
+    """`Column1 = `: Kusto's name for the one computed unnamed item of a project whose others are columns."""
+    op = ancestor(call, *OPERATORS)
+    if op is None or rule(op) != "ProjectOperator":
+        return None
+    items = [c for c in rule_children(op) if rule(c) == "NamedExpression"]
+    others = [i for i in items if core(i) is not call]
+    if all(tree.named(i)[0] is None and bare_name(tree, i) is not None for i in others):
+        return "Column1 = "
+    return None
+
+
 def _calls(tree: Tree) -> list[Node]:
     found = []
     for call in tree.calls(*FUNCTIONS):
@@ -78,10 +111,8 @@ def _calls(tree: Tree) -> list[Node]:
             continue
         if op is None or rule(op) not in OPERATORS or call_args(tree, call) is None:
             continue
-        item = ancestor(call, "NamedExpression")
-        top = item is not None and item.parentCtx is op and rule(op) != "WhereOperator"
-        if top and core(item) is call and tree.named(item)[0] is None:
-            continue  # Kusto's name for an unnamed item is not known here: leave the call refused
+        if _unnamed_item(tree, call) and _column1(tree, call) is None:
+            continue  # Kusto's name for this unnamed item is not known here: leave the call refused
         found.append(call)
     return found
 
@@ -125,7 +156,8 @@ def apply(s: Session, tree: Tree, node: Node) -> str:
         params.append([json.dumps(v) for v in values] if kind == "dynamic" else values)
         helper = f"__outpost_call{k}"
         sel.append(f'UNNEST(${len(params)})::{SQL_TYPES[kind]} AS "{helper}"')
-        edits.append(Edit(start(call) - op.op_start, end(call) - op.op_start, helper))
+        name = _column1(tree, call) if _unnamed_item(tree, call) else None
+        edits.append(Edit(start(call) - op.op_start, end(call) - op.op_start, f"{name or ''}{helper}"))
     params.append([r[0] for r in rows])
     values_sql = f"SELECT {', '.join(sel)}, UNNEST(${len(params)}) AS __outpost_rn2"
     table = s.table_from_sql(

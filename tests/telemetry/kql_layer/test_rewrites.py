@@ -363,8 +363,17 @@ ROW_CALLS += [
     ),
 ]
 
+ROW_CALLS += [
+    (  # the one computed item of a project: Kusto names it Column1
+        "print a = dynamic([1, 2]), b = 1 | project b, set_union(a, dynamic([3]))",
+        "__outpost_t3 | project b, Column1 = __outpost_call0 ",
+        [[1, [1, 2, 3]]],
+    ),
+]
+
 # Calls whose arguments are all literals: folded to their value.
 CONST_CALLS: list[Case] = [
+    ("print r = range(1, 8, 3)", "print r = dynamic([1, 4, 7])", [[[1, 4, 7]]]),
     (
         "print s = unicode_codepoints_to_string(75, 10, 117),"
         " b = bag_merge(dynamic({'a': 1}), dynamic({'a': 2, 'b': 3}))",

@@ -45,6 +45,10 @@ CASES: list[tuple[str, list[Any], Any]] = [
     ("url_encode", ["https://x.com/a b"], "https%3a%2f%2fx.com%2fa+b"),
     ("url_encode_component", ["a b/"], "a%20b%2f"),
     ("erfc", [0], 1.0),
+    ("range", [1, 8, 3], [1, 4, 7]),
+    ("range", [1.0, 3], [1.0, 2.0, 3.0]),
+    ("range", [5, 1], []),
+    ("range", [10, 1, -4], [10, 6, 2]),
 ]
 
 
@@ -57,3 +61,10 @@ def test_series_function(name: str, args: list[Any], want: Any) -> None:
         assert math.isclose(got, want, rel_tol=1e-12)
     else:
         assert got == want
+
+
+def test_range_is_bounded() -> None:
+    from telemetry.kql.errors import QueryTooComplexError
+
+    with pytest.raises(QueryTooComplexError, match="range"):
+        FUNCTIONS["range"][0]([1, 1_000_000_000])
