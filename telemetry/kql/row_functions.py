@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import ipaddress
 import math
 import urllib.parse
 import zlib
@@ -19,7 +20,7 @@ from typing import Any
 from telemetry.kql.errors import QueryTooComplexError
 from telemetry.kql.series_elementwise import FUNCTIONS as SERIES
 
-Kind = str  # "dynamic", "real", "long", "string"
+Kind = str  # "dynamic", "real", "long", "bool", "string"
 
 
 def _bag_zip(a: list[Any]) -> Any:
@@ -141,6 +142,58 @@ def _encoder(plus: bool) -> Callable[[list[Any]], Any]:
     return run
 
 
+def _ipv6(text: Any) -> tuple[int, int, bool] | None:
+    """(address as a 128-bit integer, its prefix bits, whether it was IPv4) or None when invalid."""
+    if not isinstance(text, str):
+        return None
+    addr, _, bits = text.strip().partition("/")
+    try:
+        ip = ipaddress.ip_address(addr)
+        v4 = ip.version == 4
+        width = 32 if v4 else 128
+        n = int(bits) if bits else width
+        if not 0 <= n <= width:
+            return None
+    except ValueError:
+        return None
+    value = int(ipaddress.IPv6Address(f"::ffff:{ip}")) if v4 else int(ip)
+    return value, n + 96 if v4 else n, v4
+
+
+def _ipv6_compare(a: list[Any]) -> Any:
+    x, y = _ipv6(a[0]), _ipv6(a[1])
+    if x is None or y is None:
+        return None
+    bits = min(x[1], y[1])
+    if len(a) == 3:
+        if not isinstance(a[2], int) or isinstance(a[2], bool):
+            return None
+        bits = min(bits, a[2] + 96 if x[2] and y[2] else a[2])  # an IPv4 pair's prefix counts IPv4 bits
+    mask = ((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1)
+    p, q = x[0] & mask, y[0] & mask
+    return (p > q) - (p < q)
+
+
+def _ipv6_is_match(a: list[Any]) -> Any:
+    c = _ipv6_compare(a)
+    return None if c is None else c == 0
+
+
+def _ipv6_is_in_range(a: list[Any]) -> Any:
+    ip, rng = _ipv6(a[0]), _ipv6(a[1])
+    if ip is None or rng is None:
+        return None
+    shift = 128 - rng[1]
+    return ip[0] >> shift == rng[0] >> shift
+
+
+def _punycode_to_string(a: list[Any]) -> Any:
+    try:
+        return a[0].encode("ascii").decode("punycode") if isinstance(a[0], str) else None
+    except (UnicodeError, ValueError):
+        return ""
+
+
 MAX_RANGE = 100_000  # elements of one range() array
 
 
@@ -179,6 +232,10 @@ FUNCTIONS: dict[str, tuple[Callable[[list[Any]], Any], Kind, tuple[int, ...]]] =
     "url_encode": (_encoder(plus=True), "string", (1,)),
     "url_encode_component": (_encoder(plus=False), "string", (1,)),
     "erfc": (_erfc, "real", (1,)),
+    "ipv6_compare": (_ipv6_compare, "long", (2, 3)),
+    "ipv6_is_match": (_ipv6_is_match, "bool", (2, 3)),
+    "ipv6_is_in_range": (_ipv6_is_in_range, "bool", (2,)),
+    "punycode_to_string": (_punycode_to_string, "string", (1,)),
     "range": (_range, "dynamic", (2, 3)),  # numbers only: datetimes and timespans stay refused
 }
 FUNCTIONS |= {name: (fn, "dynamic" if kind == "array" else "real", ()) for name, (fn, kind) in SERIES.items()}

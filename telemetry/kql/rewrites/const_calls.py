@@ -27,6 +27,8 @@ def kql_literal(value: Any, kind: str) -> str:
         return f"'{text}'"
     if value is None:
         return f"{kind}(null)"
+    if kind == "bool":
+        return "true" if value else "false"
     if kind == "real" and not math.isfinite(value):
         return "real(nan)" if math.isnan(value) else f"real({'-' if value < 0 else '+'}inf)"
     return f"{kind}({value!r})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from telemetry.kql.errors import UnknownColumnError
+from telemetry.kql.errors import QueryUnsupportedError
 from telemetry.kql.row_functions import FUNCTIONS
 from telemetry.kql.tree import (
     Edit,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 OPERATORS = ("ExtendOperator", "ProjectOperator", "WhereOperator")
 KEEPS_COLUMNS = ("ExtendOperator", "WhereOperator")
-SQL_TYPES = {"dynamic": "JSON", "real": "DOUBLE", "long": "BIGINT", "string": "VARCHAR"}
+SQL_TYPES = {"dynamic": "JSON", "real": "DOUBLE", "long": "BIGINT", "bool": "BOOLEAN", "string": "VARCHAR"}
 
 
 def string_value(text: str) -> tuple[bool, Any]:
@@ -142,8 +142,11 @@ def apply(s: Session, tree: Tree, node: Node) -> str:
     existing = s.temp[numbered]
     wanted = sorted({v for c in calls for kind, v in call_args(tree, c) or [] if kind == "column"})
     for name in wanted:
-        if name not in existing:
-            raise UnknownColumnError(f"unknown column '{name}' (its input has: {', '.join(existing[1:])})")
+        if name not in existing:  # a let-bound value, say: only columns and literals are read per row
+            raise QueryUnsupportedError(
+                f"{call_name(node)}(): argument '{name}' must be a column of its input"
+                f" ({', '.join(existing[1:])}) or a literal"
+            )
     s.check_deadline()
     columns = ", ".join(["__outpost_rn", *(f'"{n}"' for n in wanted)])
     rows = s.run_sql(f'SELECT {columns} FROM "{numbered}" ORDER BY 1').fetchall()

@@ -374,6 +374,7 @@ ROW_CALLS += [
 # Calls whose arguments are all literals: folded to their value.
 CONST_CALLS: list[Case] = [
     ("print r = range(1, 8, 3)", "print r = dynamic([1, 4, 7])", [[[1, 4, 7]]]),
+    ("print m = ipv6_is_match('::1/127', '::0')", "print m = true", [[True]]),
     (
         "print s = unicode_codepoints_to_string(75, 10, 117),"
         " b = bag_merge(dynamic({'a': 1}), dynamic({'a': 2, 'b': 3}))",
@@ -434,6 +435,13 @@ def test_every_rewrite_module_has_cases() -> None:
     modules = {rewrites.name(m) for m in (*rewrites.SCHEMA_FREE, *rewrites.WITH_SCHEMA, *rewrites.FINAL)}
     covered = set(ALL) | {"star", "search", "series_fns"}  # star/search share a table; series_fns is in make_series
     assert modules <= covered, modules - covered
+
+
+def test_row_call_over_a_let_value_says_what_it_needs() -> None:
+    from telemetry.kql.errors import QueryUnsupportedError
+
+    with pytest.raises(QueryUnsupportedError, match="argument 'L' must be a column of its input"):
+        rows(T + "let L = dynamic(['::1']);\nT | extend x = ipv6_is_in_range(Name, L)")
 
 
 def test_row_call_over_an_expression_stays_refused() -> None:

@@ -45,6 +45,18 @@ CASES: list[tuple[str, list[Any], Any]] = [
     ("url_encode", ["https://x.com/a b"], "https%3a%2f%2fx.com%2fa+b"),
     ("url_encode_component", ["a b/"], "a%20b%2f"),
     ("erfc", [0], 1.0),
+    ("ipv6_compare", ["192.168.1.1", "192.168.1.0", 31], 0),  # an IPv4 pair's prefix counts IPv4 bits
+    ("ipv6_compare", ["192.168.1.1/24", "192.168.1.255"], 0),  # the shorter suffix is used
+    ("ipv6_compare", ["fe80::1", "fe80::2"], -1),
+    ("ipv6_compare", ["fe80::1", "not an address"], None),
+    ("ipv6_is_match", ["fe80::85d:e82c:9446:7994", "fe80::85d:e82c:9446:7995", 127], True),
+    (
+        "ipv6_is_in_range",
+        ["a5e:f127:8a9d:146d:e102:b5d3:c755:abcd", "a5e:f127:8a9d:146d:e102:b5d3:c755:0000/112"],
+        True,
+    ),
+    ("ipv6_is_in_range", ["a5e:f127:8a9d:146d:e102:b5d3:c755:abcd", "0:0:0:0:0:ffff:c0a8:ac/60"], False),
+    ("punycode_to_string", ["acadmie-franaise-npb1a"], "académie-française"),
     ("range", [1, 8, 3], [1, 4, 7]),
     ("range", [1.0, 3], [1.0, 2.0, 3.0]),
     ("range", [5, 1], []),
