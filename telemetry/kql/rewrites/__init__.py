@@ -22,15 +22,19 @@ from typing import TYPE_CHECKING
 from telemetry.kql.errors import QueryTooComplexError, QueryUnsupportedError
 from telemetry.kql.rewrites import (
     aliases,
+    array_shift,
     bin_at,
+    const_calls,
     functions,
     ipv4,
+    ipv4_search,
     make_list_dynamic,
     make_series,
     minmaxif,
     named_call,
     pack_all,
     project_reorder,
+    row_calls,
     search,
     series_fns,
     star,
@@ -42,7 +46,17 @@ from telemetry.kql.tree import Tree, apply_edits, line_col, start
 if TYPE_CHECKING:
     from telemetry.kql.engine import Session
 
-SCHEMA_FREE: tuple[ModuleType, ...] = (aliases, bin_at, functions, ipv4, strcat, named_call)
+SCHEMA_FREE: tuple[ModuleType, ...] = (
+    aliases,
+    array_shift,
+    bin_at,
+    const_calls,
+    functions,
+    ipv4,
+    ipv4_search,
+    strcat,
+    named_call,
+)
 WITH_SCHEMA: tuple[ModuleType, ...] = (
     make_series,
     project_reorder,
@@ -51,6 +65,7 @@ WITH_SCHEMA: tuple[ModuleType, ...] = (
     star,
     search,
     series_fns,
+    row_calls,
     summarize_lift,
 )
 FINAL: tuple[ModuleType, ...] = (make_list_dynamic,)

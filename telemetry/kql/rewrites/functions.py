@@ -5,6 +5,10 @@
 - `strrep(s, n, delimiter)`: n copies joined by *delimiter*;
 - `unixtime_seconds_todatetime`, `unixtime_milliseconds_todatetime`,
   `unixtime_microseconds_todatetime`: the epoch plus that many units;
+- `isascii(s)`: every character below U+0080;
+- `string_size(s)`: UTF-8 bytes, as the character count plus one per character past each
+  encoding boundary (U+0080, U+0800, U+10000); base64_encode_tostring would count them, but
+  duckdb-kql's refuses non-ASCII text;
 - the aggregates `variancep(x)` and `stdevp(x)`: from the sample variance and the count.
 """
 
@@ -18,7 +22,8 @@ UNIXTIME = {
     "unixtime_milliseconds_todatetime": ("microsecond", " * 1000"),
     "unixtime_microseconds_todatetime": ("microsecond", ""),
 }
-NAMES = ("make_datetime", "split", "strrep", *UNIXTIME)
+NAMES = ("make_datetime", "split", "strrep", "isascii", "string_size", *UNIXTIME)
+UTF8_BOUNDARIES = (r"\x7F", r"\x{7FF}", r"\x{FFFF}")  # past each, a character takes one more byte
 POPULATION = ("variancep", "stdevp")  # aggregates: the sample statistic, rescaled
 
 
@@ -30,6 +35,12 @@ def _expand(fn: str, a: list[str]) -> str | None:
     if fn == "strrep" and len(a) == 3:
         unit = f"strcat({a[0]}, {a[2]})"
         return f"substring(strrep({unit}, {a[1]}), 0, ({a[1]}) * strlen({unit}) - strlen({a[2]}))"
+    if fn == "isascii" and len(a) == 1:
+        return f'(tostring({a[0]}) matches regex @"^[\\x00-\\x7F]*$")'
+    if fn == "string_size" and len(a) == 1:
+        s = f"tostring({a[0]})"
+        more = " + ".join(f'countof({s}, @"[^\\x00-{b}]", "regex")' for b in UTF8_BOUNDARIES)
+        return f"(strlen({s}) + {more})"
     if fn in UNIXTIME and len(a) == 1:
         unit, factor = UNIXTIME[fn]
         return f"datetime_add('{unit}', tolong(({a[0]}){factor}), datetime(1970-01-01))"

@@ -257,7 +257,147 @@ FUNCTIONS += [
     ),
 ]
 
+FUNCTIONS += [
+    (
+        'print a = isascii("some string"), b = isascii("é")',
+        'print a = (tostring("some string") matches regex @"^[\\x00-\\x7F]*$"),'
+        ' b = (tostring("é") matches regex @"^[\\x00-\\x7F]*$")',
+        [[True, False]],
+    ),
+    (
+        'print s = string_size("a⒦é")',  # 1 + 3 + 2 bytes
+        'print s = (strlen(tostring("a⒦é")) + countof(tostring("a⒦é"), @"[^\\x00-\\x7F]", "regex")'
+        ' + countof(tostring("a⒦é"), @"[^\\x00-\\x{7FF}]", "regex")'
+        ' + countof(tostring("a⒦é"), @"[^\\x00-\\x{FFFF}]", "regex"))',
+        [[6]],
+    ),
+]
+
+ROT = "array_slice(array_concat(a, a), (((({k}) % array_length(a)) + array_length(a)) % array_length(a)),"
+ROT += " (((({k}) % array_length(a)) + array_length(a)) % array_length(a)) + array_length(a) - 1)"
+ARRAY_SHIFT: list[Case] = [
+    (
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = array_rotate_left(a, 2)",
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = " + ROT.format(k="2"),
+        [[[3, 4, 5, 1, 2]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = array_rotate_right(a, 7)",
+        "print a = dynamic([1, 2, 3, 4, 5]) | project r = " + ROT.format(k="-(7)"),
+        [[[4, 5, 1, 2, 3]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3]) | project r = array_shift_left(a, 1, -1)",
+        "print a = dynamic([1, 2, 3]) | project r ="
+        " array_slice(array_concat(a, pack_array((-1))), 1, 1 + array_length(a) - 1)",
+        [[[2, 3, -1]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3]) | project r = array_shift_left(a, -2, 0)",
+        "print a = dynamic([1, 2, 3]) | project r ="
+        " array_slice(array_concat(pack_array((0), (0)), a), 0, array_length(a) - 1)",
+        [[[0, 0, 1]]],
+    ),
+    (
+        "print a = dynamic([1, 2, 3]) | project r = array_shift_right(a, 5, 0)",
+        "print a = dynamic([1, 2, 3]) | project r ="
+        " array_slice(array_concat(pack_array((0), (0), (0), (0), (0)), a), 0, array_length(a) - 1)",
+        [[[0, 0, 0]]],
+    ),
+]
+
+OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+EDGE = "[^0-9A-Za-z.]"
+IPV4_SEARCH: list[Case] = [
+    (
+        "print r = has_ipv4('GET 127.0.0.1 /favicon.ico', '127.0.0.1')",
+        f"print r = (tostring('GET 127.0.0.1 /favicon.ico') matches regex @\"(^|{EDGE})(127\\.0\\.0\\.1)($|{EDGE})\")",
+        [[True]],
+    ),
+    (  # a prefix ends with a dot; the rest of the address must be valid octets
+        "print r = has_ipv4_prefix('at 10.1.2.3, 10.1.2.256', '10.1.')",
+        f"print r = (tostring('at 10.1.2.3, 10.1.2.256') matches regex"
+        f' @"(^|{EDGE})(10\\.1\\.{OCTET}\\.{OCTET})($|{EDGE})")',
+        [[True]],
+    ),
+    ("print r = has_ipv4_prefix('at 127.0.0.1', '127.0')", "print r = false", [[False]]),  # not a valid prefix
+    (  # digits before the address: not bounded
+        "print r = has_any_ipv4('54127.0.0.1 or 127.0.0.2', dynamic(['127.0.0.1', '127.0.0.3']))",
+        f"print r = (tostring('54127.0.0.1 or 127.0.0.2') matches regex"
+        f' @"(^|{EDGE})(127\\.0\\.0\\.1|127\\.0\\.0\\.3)($|{EDGE})")',
+        [[False]],
+    ),
+    (
+        "print r = has_any_ipv4_prefix('x:192.168.0.1', '10.', '192.168.')",
+        f"print r = (tostring('x:192.168.0.1') matches regex"
+        f' @"(^|{EDGE})(10\\.{OCTET}\\.{OCTET}\\.{OCTET}|192\\.168\\.{OCTET}\\.{OCTET})($|{EDGE})")',
+        [[True]],
+    ),
+]
+
+# Element-wise series functions: computed per row in Python, joined back as helper columns.
+ROW_CALLS: list[Case] = [
+    (
+        "T | summarize a = make_list(N) by Name | project Name, d = series_dot_product(a, dynamic([2, 1]))",
+        "__outpost_t3 | project Name, d = __outpost_call0 ",
+        [["a", 5.0], ["b", 10.0]],
+    ),
+    (
+        "print a = dynamic([1, null, 3]) | extend f = series_fill_forward(a), e = series_greater(a, 1)",
+        "__outpost_t3 | extend f = __outpost_call0, e = __outpost_call1"
+        " | project-away __outpost_rn, __outpost_call0, __outpost_call1 ",
+        [[[1, None, 3], [1, 1, 3], [False, None, True]]],
+    ),
+    (
+        "T | extend s = series_subtract(dynamic([10, 20]), N) | where series_sign(s)[1] == 1 | project Name, s",
+        "__outpost_t6 | where __outpost_call0[1] == 1 | project-away __outpost_rn, __outpost_call0  | project Name, s",
+        [["a", [9, 19]], ["a", [7, 17]], ["b", [5, 15]]],
+    ),
+]
+
+ROW_CALLS += [
+    (
+        "print k = dynamic(['a', 'b', 'c']) | extend z = bag_zip(k, dynamic([1, 2]))",
+        "__outpost_t3 | extend z = __outpost_call0 | project-away __outpost_rn, __outpost_call0 ",
+        [[["a", "b", "c"], {"a": 1, "b": 2, "c": None}]],
+    ),
+]
+
+ROW_CALLS += [
+    (  # the one computed item of a project: Kusto names it Column1
+        "print a = dynamic([1, 2]), b = 1 | project b, set_union(a, dynamic([3]))",
+        "__outpost_t3 | project b, Column1 = __outpost_call0 ",
+        [[1, [1, 2, 3]]],
+    ),
+]
+
+# Calls whose arguments are all literals: folded to their value.
+CONST_CALLS: list[Case] = [
+    ("print r = range(1, 8, 3)", "print r = dynamic([1, 4, 7])", [[[1, 4, 7]]]),
+    ("print m = ipv6_is_match('::1/127', '::0')", "print m = true", [[True]]),
+    (
+        "print s = unicode_codepoints_to_string(75, 10, 117),"
+        " b = bag_merge(dynamic({'a': 1}), dynamic({'a': 2, 'b': 3}))",
+        'print s = \'K\\nu\', b = dynamic({"a": 1, "b": 3})',
+        [["K\nu", {"a": 1, "b": 3}]],
+    ),
+    (
+        "print e = erfc(0), u = url_encode_component('a b/c')",
+        "print e = real(1.0), u = 'a%20b%2fc'",
+        [[1.0, "a%20b%2fc"]],
+    ),
+    (
+        "print s = set_difference(dynamic([1, 2, 2, 3]), dynamic([2]), dynamic([9]))",
+        "print s = dynamic([1, 3])",
+        [[[1, 3]]],
+    ),
+]
+
 ALL = {
+    "const_calls": CONST_CALLS,
+    "row_calls": ROW_CALLS,
+    "ipv4_search": IPV4_SEARCH,
+    "array_shift": ARRAY_SHIFT,
     "ipv4": IPV4,
     "functions": FUNCTIONS,
     "aliases": ALIASES,
@@ -295,3 +435,20 @@ def test_every_rewrite_module_has_cases() -> None:
     modules = {rewrites.name(m) for m in (*rewrites.SCHEMA_FREE, *rewrites.WITH_SCHEMA, *rewrites.FINAL)}
     covered = set(ALL) | {"star", "search", "series_fns"}  # star/search share a table; series_fns is in make_series
     assert modules <= covered, modules - covered
+
+
+def test_row_call_over_a_let_value_says_what_it_needs() -> None:
+    from telemetry.kql.errors import QueryUnsupportedError
+
+    with pytest.raises(QueryUnsupportedError, match="argument 'L' must be a column of its input"):
+        rows(T + "let L = dynamic(['::1']);\nT | extend x = ipv6_is_in_range(Name, L)")
+
+
+def test_row_call_over_an_expression_stays_refused() -> None:
+    """Only columns and literals are computed per row; anything else keeps duckdb-kql's refusal."""
+    from telemetry.kql.errors import QueryUnsupportedError
+
+    query = "T | extend u = set_union(pack_array(N), dynamic([1, 5]))"
+    assert after_lets(rewritten(T + query)) == query
+    with pytest.raises(QueryUnsupportedError, match="set_union"):
+        rows(T + query)
