@@ -128,6 +128,7 @@ class StatusEvent(BaseModel):
     # When the runbook process started (agent clock). A job that ends within one batch
     # window sends its end with this instead of a separate Running: one request, not two.
     started_at: str | None = None
+    resources: JobResources | None = None  # with a final status: what the runbook consumed
 
 
 class EventBatch(BaseModel):
