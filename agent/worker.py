@@ -25,7 +25,7 @@ from agent.runner import JobRun, RunOptions
 from agent.runtime import DEFAULT_RUNBOOK_USER, RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
 from agent.runtime_envs import PipConfig, RuntimeCache
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
-from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
+from agent.telemetry import HeartbeatSender, RequestErrors, agent_meter_provider, agent_tracer_provider
 from agent.watchdog import Watchdog
 from outpost.contract import AGENT_POLL, HEALTH, JobAssignment, JobStatus, PollRequest, PollResponse, StreamType
 from outpost.contract import MAX_HELD_PER_POLL as MAX_HELD
@@ -118,6 +118,8 @@ class Agent:
             self.run_options.tracer = self._tracer_provider.get_tracer("outpost.agent")
         if self._meter_provider is not None:
             self.run_options.job_metrics = JobMetrics(self._meter_provider, self.registration.group)
+            if isinstance(self.client, FailoverClient):
+                self.client.on_error = RequestErrors(self._meter_provider).count
 
     def _otel(self, options: AgentOptions) -> tuple[Any, Any]:
         if not options.otel:
