@@ -199,7 +199,8 @@ class Agent:
             log.warning("cannot update %s: %s", self.state.status_path, exc)
 
     def _capacity(self) -> dict[str, Any]:
-        """Heartbeat columns: slots, busy slots (jobs held), machine load, how limits are enforced."""
+        """Heartbeat columns: slots, busy slots (jobs held), machine load, how limits are enforced, and the
+        CPU quota and memory limit on the agent's own cgroup (they bound every job it runs)."""
         with self._runs_lock:
             busy = len(self._held)
         enforcement = self.run_options.enforcement
@@ -209,6 +210,7 @@ class Agent:
             "LoadAverage1m_d": round(os.getloadavg()[0], 2),
             "CpuCount_d": os.cpu_count() or 1,
             "LimitsEnforcedBy_s": enforcement.mechanism if enforcement else None,
+            **limits.agent_cgroup_columns(),
             "RuntimeEnvironments_s": ",".join(self.run_options.runtimes.held()) if self.run_options.runtimes else "",
         }
 
