@@ -349,9 +349,10 @@ def endpoint_of(path: str) -> str:
 
 class RequestErrors:
     """`outpost.agent.request.errors` (counter): each request attempt to the server that got no good
-    answer, by `endpoint` and `status` (the HTTP status, or `transport` when none came back)."""
+    answer, by `endpoint` and `status` (the HTTP status, or `transport` when none came back), and `group`."""
 
-    def __init__(self, meter_provider: Any) -> None:
+    def __init__(self, meter_provider: Any, group: str) -> None:
+        self.group = group
         self.counter = meter_provider.get_meter("outpost.agent").create_counter(
             "outpost.agent.request.errors",
             unit="{error}",
@@ -359,4 +360,5 @@ class RequestErrors:
         )
 
     def count(self, path: str, status: int | None) -> None:
-        self.counter.add(1, {"endpoint": endpoint_of(path), "status": str(status) if status else "transport"})
+        status_ = str(status) if status else "transport"
+        self.counter.add(1, {"endpoint": endpoint_of(path), "status": status_, "group": self.group})

@@ -119,7 +119,7 @@ class Agent:
         if self._meter_provider is not None:
             self.run_options.job_metrics = JobMetrics(self._meter_provider, self.registration.group)
             if isinstance(self.client, FailoverClient):
-                self.client.on_error = RequestErrors(self._meter_provider).count
+                self.client.on_error = RequestErrors(self._meter_provider, self.registration.group).count
 
     def _otel(self, options: AgentOptions) -> tuple[Any, Any]:
         if not options.otel:

@@ -26,7 +26,9 @@ def _errors(metrics: str, worker: str) -> dict[tuple[str, str], float]:
         for family in text_string_to_metric_families(metrics)
         if family.name == "outpost_agent_request_errors"
         for s in family.samples
-        if s.name == "outpost_agent_request_errors_total" and s.labels.get("worker") == worker
+        if s.name == "outpost_agent_request_errors_total"
+        and s.labels.get("worker") == worker
+        and s.labels.get("group") == "g1"
     }
 
 
