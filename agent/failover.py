@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -45,6 +46,8 @@ class FailoverClient(httpx.Client):
         self._current = 0
         self._lock = threading.Lock()
         self._answered = True  # since the last switch: one warning per switch away from a working server
+        # Told of each attempt that failed: (path, HTTP status >= 400, or None: no answer). agent/telemetry.py.
+        self.on_error: Callable[[str, int | None], None] | None = None
 
     @property  # type: ignore[override]
     def base_url(self) -> httpx.URL:
@@ -74,7 +77,7 @@ class FailoverClient(httpx.Client):
         for tried in range(len(self._clients)):
             last = tried == len(self._clients) - 1
             try:
-                response = self._clients[index].request(method, url, **kwargs)
+                response = self._send(index, method, url, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if last:
                     self._advance(index, "is unreachable")
@@ -91,6 +94,23 @@ class FailoverClient(httpx.Client):
             self._answered = True
             return response
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _send(self, index: int, method: str, url: Any, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._clients[index].request(method, url, **kwargs)
+        except httpx.TransportError:
+            self._failed(url, None)
+            raise
+        if response.status_code >= 400:
+            self._failed(url, response.status_code)
+        return response
+
+    def _failed(self, url: Any, status: int | None) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(str(httpx.URL(url).path), status)
+            except Exception:  # counting an error must never become one
+                log.debug("request error not counted", exc_info=True)
 
     def close(self) -> None:
         for client in self._clients:

@@ -75,6 +75,19 @@ class Enforcement:
                 _remove(path)
 
 
+def agent_cgroup_columns() -> dict[str, float]:
+    """Heartbeat columns for the limits on the agent's own cgroup, the ones set: every job shares them."""
+    own = cgroups.limits_of()
+    if own is None:
+        return {}
+    columns = {}
+    if own.cpu_percent is not None:
+        columns["AgentCpuQuotaPercent_d"] = round(own.cpu_percent, 2)
+    if own.memory_bytes is not None:
+        columns["AgentMemoryLimitMB_d"] = round(own.memory_bytes / MIB, 1)
+    return columns
+
+
 def detect(mode: str = "auto") -> Enforcement:
     """Find how limits can be enforced here; `mode` "cgroup" makes a missing cgroup an error."""
     if mode not in MODES:

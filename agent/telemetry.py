@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import re
 import socket
 import threading
 import uuid
@@ -322,3 +323,42 @@ def agent_meter_provider(
     )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_s * 1000))
     return MeterProvider(resource=_resource(service_name, worker), metric_readers=[reader])
+
+
+# The agent's endpoints as templates: an error's `endpoint` attribute never carries a job id or an asset name.
+_ENDPOINTS = [
+    (re.compile("^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(t)) + "$"), t.removeprefix(contract.API + "/"))
+    for t in (
+        contract.AGENT_REGISTER,
+        contract.AGENT_SELF,
+        contract.AGENT_POLL,
+        contract.AGENT_LEASE,
+        contract.AGENT_EVENTS,
+        contract.AGENT_HEARTBEAT,
+        contract.AGENT_DIAGNOSTICS,
+        contract.AGENT_ASSET,
+    )
+]
+
+
+def endpoint_of(path: str) -> str:
+    """`/api/v1/agent/jobs/<id>/lease` -> `agent/jobs/{job_id}/lease`; anything else -> `other`."""
+    path = path.split("?", 1)[0]
+    return next((name for pattern, name in _ENDPOINTS if pattern.match(path)), "other")
+
+
+class RequestErrors:
+    """`outpost.agent.request.errors` (counter): each request attempt to the server that got no good
+    answer, by `endpoint` and `status` (the HTTP status, or `transport` when none came back), and `group`."""
+
+    def __init__(self, meter_provider: Any, group: str) -> None:
+        self.group = group
+        self.counter = meter_provider.get_meter("outpost.agent").create_counter(
+            "outpost.agent.request.errors",
+            unit="{error}",
+            description="Agent requests to the server that failed, by endpoint and status",
+        )
+
+    def count(self, path: str, status: int | None) -> None:
+        status_ = str(status) if status else "transport"
+        self.counter.add(1, {"endpoint": endpoint_of(path), "status": status_, "group": self.group})

@@ -26,7 +26,7 @@ from agent.runner import JobRun, RunOptions
 from agent.runtime import RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
 from agent.runtime_envs import PipConfig, RuntimeCache
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
-from agent.telemetry import HeartbeatSender, agent_meter_provider, agent_tracer_provider
+from agent.telemetry import HeartbeatSender, RequestErrors, agent_meter_provider, agent_tracer_provider
 from agent.watchdog import Watchdog
 from outpost.contract import AGENT_POLL, HEALTH, JobAssignment, JobStatus, PollRequest, PollResponse, StreamType
 from outpost.contract import MAX_HELD_PER_POLL as MAX_HELD
@@ -120,6 +120,8 @@ class Agent:
             self.run_options.tracer = self._tracer_provider.get_tracer("outpost.agent")
         if self._meter_provider is not None:
             self.run_options.job_metrics = JobMetrics(self._meter_provider, self.registration.group)
+            if isinstance(self.client, FailoverClient):
+                self.client.on_error = RequestErrors(self._meter_provider, self.registration.group).count
 
     def _otel(self, options: AgentOptions) -> tuple[Any, Any]:
         if not options.otel:
@@ -202,7 +204,8 @@ class Agent:
             log.warning("cannot update %s: %s", self.state.status_path, exc)
 
     def _capacity(self) -> dict[str, Any]:
-        """Heartbeat columns: slots, busy slots (jobs held), machine load, how limits are enforced."""
+        """Heartbeat columns: slots, busy slots (jobs held), machine load, how limits are enforced, and the
+        CPU quota and memory limit on the agent's own cgroup (they bound every job it runs)."""
         with self._runs_lock:
             busy = len(self._held)
         enforcement = self.run_options.enforcement
@@ -212,6 +215,7 @@ class Agent:
             "LoadAverage1m_d": round(os.getloadavg()[0], 2),
             "CpuCount_d": os.cpu_count() or 1,
             "LimitsEnforcedBy_s": enforcement.mechanism if enforcement else None,
+            **limits.agent_cgroup_columns(),
             "RuntimeEnvironments_s": ",".join(self.run_options.runtimes.held()) if self.run_options.runtimes else "",
         }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 
-from automation import lifecycle
+from automation import lifecycle, limits
 from automation.context import ControlPlane
 from automation.lifecycle import Claimed
 from automation.queue_sql import HELD
@@ -20,7 +20,6 @@ from outpost.contract import (
     EventAck,
     EventBatch,
     JobAssignment,
-    JobLimits,
     JobParam,
     LeaseResponse,
     RunbookType,
@@ -58,7 +57,7 @@ def claim(
             traceparent=job.traceparent,
             run_as=run_as,
             run_as_credential=run_as_credential,
-            limits=JobLimits.model_validate_json(claimed.limits_json) if claimed.limits_json else None,
+            limits=limits.in_force(claimed.limits_json, job.limits_json),
             runtime=RuntimeSpec.model_validate_json(job.runtime_json) if job.runtime_json else None,
         )
         for job in claimed.jobs

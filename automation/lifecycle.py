@@ -112,6 +112,7 @@ class JobRecord:
     last_status_at: datetime
     resources_json: str | None = None
     runtime_json: str | None = None
+    limits_json: str | None = None  # its runbook's JobLimits, when it was created
 
     @classmethod
     def of(cls, row: Row[Any]) -> JobRecord:
@@ -211,6 +212,7 @@ def create(
                 "last_status_at": now,
                 "resources_json": None,
                 "runtime_json": runtime_envs.snapshot(conn, rb, runtime),
+                "limits_json": rb.limits_json,
             },
         ).one()
         cp.notifier.notify_replicas(conn, group_topic(row.group_name))
@@ -256,7 +258,7 @@ class Claimed:
     reoffered: int
     run_as_credential: str | None
     run_as_public_json: str | None
-    limits_json: str | None = None  # the group's JobLimits
+    limits_json: str | None = None  # the group's JobLimits (a job's own narrow them: automation/limits.py)
 
 
 def unsettled(cp: ControlPlane, identity: WorkerIdentity, held: Collection[str] | None) -> bool:

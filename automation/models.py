@@ -75,6 +75,8 @@ class Runbook(SQLModel, table=True):
     retry_on_worker_loss: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     runtime_environment: str | None = Field(default=None, max_length=128)  # its jobs' Python environment (0006)
+    # Its jobs' resource limits, a contract.JobLimits as JSON, narrowing its group's (migration 0008).
+    limits_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class RuntimeEnvironment(SQLModel, table=True):
@@ -118,6 +120,8 @@ class Job(SQLModel, table=True):
     resources_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # The runtime environment it runs in, as it was when the job was created: a contract.RuntimeSpec (0006).
     runtime_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Its runbook's limits as they were when the job was created; the group's apply too (0008).
+    limits_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
     __table_args__ = (
         Index("ix_job_queue", "group_id", "status", "created_at"),

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlmodel import select
 
+from automation import limits
 from automation.context import ControlPlane
 from automation.errors import BadRequest, NotFound
 from automation.models import Runbook, as_utc, utcnow
@@ -27,6 +28,7 @@ def _view(rb: Runbook, with_content: bool = False) -> dict[str, Any]:
         "published_at": rb.published_at.isoformat() if rb.published_at else None,
         "draft_updated_at": rb.draft_updated_at.isoformat() if rb.draft_updated_at else None,
         "retry_on_worker_loss": rb.retry_on_worker_loss,
+        "limits": limits.of_runbook(rb),  # they narrow its group's (automation/limits.py)
         "created_at": as_utc(rb.created_at).isoformat(),
     }
     if with_content:

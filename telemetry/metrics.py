@@ -43,6 +43,8 @@ SCRAPE_FAMILIES = (
     "outpost_worker_slots_busy",
     "outpost_worker_load1",
     "outpost_worker_cpus",
+    "outpost_worker_agent_cpu_quota_percent",
+    "outpost_worker_agent_memory_limit_megabytes",
     "outpost_group_slots",
     "outpost_worker_perf",
 )
@@ -69,6 +71,14 @@ CAPACITY_GAUGES = {
     "SlotsBusy_d": ("outpost_worker_slots_busy", "Of the worker's slots, those holding a job"),
     "LoadAverage1m_d": ("outpost_worker_load1", "The worker machine's 1-minute load average"),
     "CpuCount_d": ("outpost_worker_cpus", "CPUs of the worker machine"),
+    "AgentCpuQuotaPercent_d": (
+        "outpost_worker_agent_cpu_quota_percent",
+        "CPU quota on the agent's own cgroup, % of one CPU (absent: none); every job shares it",
+    ),
+    "AgentMemoryLimitMB_d": (
+        "outpost_worker_agent_memory_limit_megabytes",
+        "Memory limit on the agent's own cgroup, MiB (absent: none); every job shares it",
+    ),
 }
 
 

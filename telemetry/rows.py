@@ -30,7 +30,9 @@ RESULT_TYPES = {"Running": "Started"}
 DIAGNOSE_STATUSES = ("pass", "warn", "fail", "skip")
 
 # Numbers an agent reports about its capacity and load, checked as numbers.
-CAPACITY_COLUMNS = frozenset({"SlotsTotal_d", "SlotsBusy_d", "LoadAverage1m_d", "CpuCount_d"})
+CAPACITY_COLUMNS = frozenset(
+    {"SlotsTotal_d", "SlotsBusy_d", "LoadAverage1m_d", "CpuCount_d", "AgentCpuQuotaPercent_d", "AgentMemoryLimitMB_d"}
+)
 
 # What an agent may send (the receive time is the server's to set).
 _HEARTBEAT_NAMES = frozenset(c for c, _ in HEARTBEAT_COLUMNS if not c.startswith("_Time"))

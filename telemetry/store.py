@@ -71,6 +71,8 @@ HEARTBEAT_COLUMNS: list[tuple[str, str]] = [
     ("LoadAverage1m_d", "DOUBLE"),
     ("CpuCount_d", "DOUBLE"),
     ("LimitsEnforcedBy_s", "VARCHAR"),
+    ("AgentCpuQuotaPercent_d", "DOUBLE"),  # the agent's own cgroup CPU quota, % of one CPU (absent: none)
+    ("AgentMemoryLimitMB_d", "DOUBLE"),  # the agent's own cgroup memory limit (absent: none)
     ("RuntimeEnvironments_s", "VARCHAR"),  # the runtime environments built there, "name:hash,..."
     ("_TimeReceived", "TIMESTAMP"),  # server receive time = ingestion_time()
 ]

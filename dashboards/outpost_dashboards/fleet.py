@@ -169,6 +169,74 @@ def build() -> dict[str, Any]:
                 description="How many workers report each diagnose check as failing.",
             )
         )
+        .with_row(row("Capacity and sandbox"))
+        .with_panel(
+            timeseries_panel(
+                "Job slots per group",
+                [
+                    prom(
+                        f"sum by (group, state) (max without (instance) (outpost_group_slots{{{G}}}))",
+                        "{{group}} {{state}}",
+                    )
+                ],
+                description="Slots (--concurrency) of each group's live workers, and those holding a job.",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Jobs lost to worker loss",
+                [
+                    prom(
+                        f"sum by (group, outcome) (increase(outpost_jobs_lost_total{{{G}}}[$__rate_interval]))",
+                        "{{outcome}} {{group}}",
+                    )
+                ],
+                description="Jobs whose worker was lost (lease expired, or its agent restarted without them), "
+                "by what became of them: requeued, suspended, failed, stopped.",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Worker CPU busy",
+                [
+                    prom(
+                        # No `instance` matcher: Prometheus keeps its target label and renames Perf's.
+                        f'max by (worker) (outpost_worker_perf{{{G},object="Processor",counter="% Processor Time"}})',
+                        "{{worker}}",
+                    )
+                ],
+                unit="percent",
+                description="Perf: Processor % Processor Time (_Total) of each worker machine.",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Worker memory used",
+                [
+                    prom(
+                        f'max by (worker) (outpost_worker_perf{{{G},object="Memory",counter="% Used Memory"}})',
+                        "{{worker}}",
+                    )
+                ],
+                unit="percent",
+                description="Perf: Memory % Used Memory of each worker machine.",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Agent request errors",
+                [
+                    prom(
+                        f"sum by (endpoint, status) "
+                        f"(increase(outpost_agent_request_errors_total{{{G}}}[$__rate_interval])) or vector(0)",
+                        "{{endpoint}} {{status}}",
+                    )
+                ],
+                span=24,
+                description="Agents' failed requests to the server (over OTLP), by endpoint and HTTP status "
+                "(transport: no answer). 0 when none failed.",
+            )
+        )
         .with_row(row("Certificates"))
         .with_panel(
             prom_table_panel(

@@ -127,6 +127,8 @@ def test_promql_uses_only_published_metric_names() -> None:
         "outpost_queue_depth", "outpost_queue_oldest_age_seconds", "outpost_polls_total",
         "outpost_dispatches_total", "outpost_diagnose_check_failing", "outpost_worker_clock_skew_seconds",
         "outpost_certificate_expiry_timestamp_seconds", "outpost_build_info",
+        # Capacity and sandbox (issue 15; docs/sandbox.md)
+        "outpost_group_slots", "outpost_jobs_lost_total", "outpost_worker_perf", "outpost_agent_request_errors_total",
     }  # fmt: skip
     used: set[str] = set()
     for where, expr in promql_expressions():

@@ -44,6 +44,17 @@ def _contract_registry() -> CollectorRegistry:
         "server", "CN=outpost"
     ).set(4e9)
     Gauge("outpost_build_info", "", ["version"], registry=reg).labels("0.1.0").set(1)
+    slots = Gauge("outpost_group_slots", "", ["group", "state"], registry=reg)
+    slots.labels("g1", "total").set(2)
+    slots.labels("g1", "busy").set(1)
+    Counter("outpost_jobs_lost", "", ["group", "outcome"], registry=reg).labels("g1", "requeued").inc()
+    perf = Gauge("outpost_worker_perf", "", ["worker", "group", "object", "counter", "instance"], registry=reg)
+    perf.labels("w1", "g1", "Processor", "% Processor Time", "_Total").set(12.5)
+    perf.labels("w1", "g1", "Memory", "% Used Memory", "").set(40)
+    # Re-exposed from the agents' OTLP metrics (telemetry/otlp_prom.py): service and worker, then its attributes.
+    Counter(
+        "outpost_agent_request_errors", "", ["service", "worker", "endpoint", "status", "group"], registry=reg
+    ).labels("outpost-agent", "w1", "agent/poll", "503", "g1").inc()
     return reg
 
 
