@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands import limits
 from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
@@ -78,15 +79,9 @@ def set_runas(
 @app.command("set-limits")
 def set_limits(
     name: str,
-    memory_mb: Annotated[
-        int | None, typer.Option("--memory-mb", min=8, help="Memory limit of each job, in MiB.")
-    ] = None,
-    cpu_percent: Annotated[
-        float | None, typer.Option("--cpu-percent", min=0.1, help="CPU quota of each job, % of one CPU (200: two).")
-    ] = None,
-    max_processes: Annotated[
-        int | None, typer.Option("--max-processes", min=1, help="Processes (and threads) each job may have.")
-    ] = None,
+    memory_mb: limits.MemoryOpt = None,
+    cpu_percent: limits.CpuOpt = None,
+    max_processes: limits.ProcessesOpt = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every limit of the group.")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -95,9 +90,4 @@ def set_limits(
 ) -> None:
     """Set the resource limits of a group's jobs; the options given replace all earlier ones."""
     given = {"memory_mb": memory_mb, "cpu_percent": cpu_percent, "max_processes": max_processes}
-    if clear == any(v is not None for v in given.values()):
-        fail("pass --memory-mb, --cpu-percent and/or --max-processes, or --clear", 2)
-    with admin_client(url, token, ca_file) as client:
-        answer = request(client, "PUT", f"/api/v1/groups/{name_path(name, 'group')}/limits", json=given).json()
-    shown = ", ".join(f"{k} {v:g}" for k, v in answer["limits"].items() if v is not None) or "none"
-    done(as_json, answer, f"group {name}: job limits {shown}")
+    limits.put("group", "groups", name, given, clear, (url, token, ca_file), as_json)

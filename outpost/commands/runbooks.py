@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from outpost.commands import limits
 from outpost.commands.client import request
 from outpost.commands.common import (
     CaFileOpt,
@@ -169,29 +170,19 @@ def show(
         typer.echo(text, nl=False)
     else:
         print_table([view], COLUMNS)
-        if shown := _shown_limits(view.get("limits")):
+        if shown := limits.shown(view.get("limits")):
             typer.echo(f"job limits: {shown} (the stricter of these and the group's apply)")
         if text is not None:
             console.rule("draft" if draft else f"published version {view['published_version']}")
             typer.echo(text)
 
 
-def _shown_limits(limits: dict[str, float | None] | None) -> str:
-    return ", ".join(f"{k} {v:g}" for k, v in (limits or {}).items() if v is not None)
-
-
 @app.command("set-limits")
 def set_limits(
     name: str,
-    memory_mb: Annotated[
-        int | None, typer.Option("--memory-mb", min=8, help="Memory limit of each job, in MiB.")
-    ] = None,
-    cpu_percent: Annotated[
-        float | None, typer.Option("--cpu-percent", min=0.1, help="CPU quota of each job, % of one CPU (200: two).")
-    ] = None,
-    max_processes: Annotated[
-        int | None, typer.Option("--max-processes", min=1, help="Processes (and threads) each job may have.")
-    ] = None,
+    memory_mb: limits.MemoryOpt = None,
+    cpu_percent: limits.CpuOpt = None,
+    max_processes: limits.ProcessesOpt = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every limit of the runbook.")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -203,11 +194,7 @@ def set_limits(
     They narrow the worker group's: per resource, the stricter of the two applies. Jobs
     created from now on take them; queued ones keep the limits they were created with."""
     given = {"memory_mb": memory_mb, "cpu_percent": cpu_percent, "max_processes": max_processes}
-    if clear == any(v is not None for v in given.values()):
-        fail("pass --memory-mb, --cpu-percent and/or --max-processes, or --clear", 2)
-    with admin_client(url, token, ca_file) as client:
-        answer = request(client, "PUT", f"/api/v1/runbooks/{name_path(name, 'runbook')}/limits", json=given).json()
-    done(as_json, answer, f"runbook {name}: job limits {_shown_limits(answer['limits']) or 'none'}")
+    limits.put("runbook", "runbooks", name, given, clear, (url, token, ca_file), as_json)
 
 
 @app.command("list")
