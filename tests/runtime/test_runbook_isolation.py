@@ -151,4 +151,12 @@ def test_non_root_agent_hides_its_state_dir_from_runbooks_in_a_mount_namespace(s
             "state=work ",
         ]
         assert job["resources"]["cpu_user_s"] + job["resources"]["cpu_system_s"] > 0  # wait4 still saw it
+
+        # a stop still reaches the runbook's process group (the wrappers exec'd into it; nothing in between)
+        publish(c, "wait", 'echo started; trap "echo terminated; exit 3" TERM; sleep 60 & wait')
+        job_id = start_job(c, "wait", group="nr")
+        wait_until(lambda: outputs(c, job_id, "Output") == ["started"], 30, 0.1, "the runbook to start")
+        c.post(f"/api/v1/jobs/{job_id}/stop")
+        job = wait_job(c, job_id, timeout=30)
+        assert job["status"] == "Stopped" and outputs(c, job_id, "Output") == ["started", "terminated"], job
     assert (state / "credential").exists()  # hidden from the runbook only
