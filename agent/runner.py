@@ -26,6 +26,7 @@ from agent.leftovers import JobRecord
 from agent.limits import Confinement, Enforcement
 from agent.observe import JobMetrics
 from agent.runtime import (
+    CredentialMask,
     RunAsUser,
     RuntimeRefusal,
     check_python3,
@@ -64,6 +65,7 @@ class RunOptions:
     runbook_user: RunAsUser | None = None  # jobs without RunAs run as this user (see agent/runtime.py)
     enforcement: Enforcement | None = None  # how the job's limits are enforced (agent/limits.py); None: rlimit
     runtimes: RuntimeCache | None = None  # builds and caches the jobs' runtime environments
+    credential_mask: CredentialMask | None = None  # a non-root agent's own-user runbooks: state dir hidden
 
 
 def build_argv(params: list[tuple[str | None, str]]) -> list[str]:
@@ -386,6 +388,8 @@ class JobRun:
             command = command_for(self.job, script, python or self.opts.python)
             if not os.access(command[0], os.X_OK):  # say so here: behind the limit wrappers it would be an exit 127
                 raise FileNotFoundError(f"{command[0]} is not an executable file")
+            if user is None and self.opts.credential_mask is not None:  # innermost: limits still apply to it
+                command = self.opts.credential_mask.wrap(command, workdir)
             argv = die_with_parent(confinement.wrap(command))
             started = time.monotonic()
             self._proc = subprocess.Popen(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -319,3 +320,87 @@ def python_for(user: RunAsUser | None, preferred: str | None) -> str | None:
         if candidate and os.path.exists(candidate) and user.can_execute(candidate):
             return candidate
     raise RuntimeRefusal(f"RunAs user {user.name!r} cannot execute any python3 on this worker")
+
+
+# -- hiding the credential from a non-root agent's runbooks ---------------------------------------
+
+# Run in the first (unprivileged) user namespace, where the process is root over its own mount namespace:
+# keep a handle on each directory to leave visible, cover the state dir with an empty tmpfs, bind the kept
+# ones back at their paths (through /proc/self/fd: their paths now lead into the tmpfs), then map back to
+# the agent's own uid in a nested user namespace and exec the runbook. Every step execs: the runbook is
+# still the process the agent started (its pid, process group, PDEATHSIG and wait4 rusage).
+_MASK_SCRIPT = """set -e
+{opens}
+mount -t tmpfs -o mode=0700,size=64k outpost-hidden {hidden}
+{binds}
+cd {workdir}
+exec {unshare} -U --map-user={uid} --map-group={gid} -- "$@"
+"""
+MASK_PROBE_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class CredentialMask:
+    """A non-root agent's runbooks run with its state dir (credential, registration) under an empty tmpfs.
+
+    Private to the runbook's mount namespace (util-linux `unshare`, unprivileged user namespaces):
+    the job's work dir, and the runtime environments when they live in the state dir, stay visible.
+    """
+
+    unshare: str
+    hidden: Path
+    keep: tuple[Path, ...] = ()
+
+    def wrap(self, argv: list[str], workdir: Path) -> list[str]:
+        quote = shlex.quote
+        kept = [p for p in dict.fromkeys([workdir, *self.keep]) if p.is_relative_to(self.hidden) and p.is_dir()]
+        opens = " ".join(f"{3 + i}<{quote(str(p))}" for i, p in enumerate(kept))
+        binds = "\n".join(
+            f"mkdir -p {quote(str(p))}\nmount --no-canonicalize --bind /proc/self/fd/{3 + i} {quote(str(p))}"
+            for i, p in enumerate(kept)
+        )
+        script = _MASK_SCRIPT.format(
+            opens=f"exec {opens}" if opens else "",
+            hidden=quote(str(self.hidden)),
+            binds=binds,
+            workdir=quote(str(workdir)),
+            unshare=quote(self.unshare),
+            uid=os.geteuid(),
+            gid=os.getegid(),
+        )
+        return [self.unshare, "-Urm", "--", "/bin/sh", "-c", script, "outpost-hide-credential", *argv]
+
+
+def detect_credential_mask(
+    state_dir: Path, work_root: Path, keep: tuple[Path, ...] = ()
+) -> tuple[CredentialMask | None, str]:
+    """For a non-root agent: a CredentialMask if this machine supports it (tried once, at start), and why."""
+    if os.geteuid() == 0:
+        return None, "the agent is root: runbooks run as an unprivileged runbook user instead"
+    unshare = shutil.which("unshare") or shutil.which("unshare", path="/usr/bin:/bin")
+    if unshare is None or shutil.which("mount") is None:
+        return None, "util-linux unshare/mount not found"
+    mask = CredentialMask(unshare, state_dir.absolute(), tuple(p.absolute() for p in keep))
+    work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    probe = work_root.absolute() / ".hide-probe"
+    probe.mkdir(exist_ok=True, mode=0o700)
+    # Not `true`: the probe checks the state dir really is empty and the work dir still writable.
+    check = f'test -z "$(ls -A {shlex.quote(str(mask.hidden))} | grep -vx work)" && touch ./ok'
+    try:
+        result = subprocess.run(
+            mask.wrap(["/bin/sh", "-c", check], probe),
+            cwd=probe,
+            capture_output=True,
+            text=True,
+            timeout=MASK_PROBE_TIMEOUT_S,
+            env=runbook_environment(),
+        )
+        ok = result.returncode == 0 and (probe / "ok").exists()
+        why = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+    except (OSError, subprocess.SubprocessError) as exc:
+        ok, why = False, str(exc)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    if not ok:
+        return None, f"a private mount namespace is not available here ({why})"
+    return mask, "an empty tmpfs covers the state dir in each runbook's private mount namespace"

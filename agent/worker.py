@@ -23,7 +23,7 @@ from agent.events import EventPoster
 from agent.failover import FailoverClient
 from agent.observe import JobMetrics
 from agent.runner import JobRun, RunOptions
-from agent.runtime import RunAsUser, RuntimeRefusal, default_runbook_user, resolve_python3
+from agent.runtime import RunAsUser, RuntimeRefusal, default_runbook_user, detect_credential_mask, resolve_python3
 from agent.runtime_envs import PipConfig, RuntimeCache
 from agent.selfcheck import POLL_FAILURES_BEFORE_CHECK, SelfCheck
 from agent.telemetry import HeartbeatSender, RequestErrors, agent_meter_provider, agent_tracer_provider
@@ -99,6 +99,7 @@ class Agent:
         # Whether this process's last poll was answered: until then (a start, or a poll that failed
         # on the wire) the service must compare `held` with what it handed out (PollRequest.settle).
         self._last_poll_answered = False
+        self._mask_why = ""  # why the credential is (not) hidden from a non-root agent's runbooks
         self.run_options = RunOptions(
             work_root=state.dir / "work",
             worker_name=self.registration.name,
@@ -112,9 +113,12 @@ class Agent:
             watchdog=self.watchdog,
             runbook_user=self._runbook_user(options),
         )
-        self.run_options.runtimes = RuntimeCache(
-            options.runtime_dir or state.dir / "runtimes", self.run_options.python, options.pip
-        )
+        runtime_dir = options.runtime_dir or state.dir / "runtimes"
+        self.run_options.runtimes = RuntimeCache(runtime_dir, self.run_options.python, options.pip)
+        if self.run_options.runbook_user is None:  # a non-root agent: its runbooks run as itself
+            self.run_options.credential_mask, self._mask_why = detect_credential_mask(
+                state.dir, self.run_options.work_root, (runtime_dir,)
+            )
         self._tracer_provider, self._meter_provider = self._otel(options)
         if self._tracer_provider is not None:
             self.run_options.tracer = self._tracer_provider.get_tracer("outpost.agent")
@@ -177,10 +181,17 @@ class Agent:
     def _announce_runbook_user(self) -> None:
         """Say who runs jobs without RunAs, in the log and status.json (`diagnose` reads it)."""
         user = self.run_options.runbook_user
+        opts = self.run_options
         if user is not None:
             log.info("runbooks without RunAs run as %s (uid %d)", user.name, user.uid)
-        # else: a non-root agent, whose runbooks run as itself (a root one refuses to start without a user)
-        opts = self.run_options
+        else:  # a non-root agent, whose runbooks run as itself (a root one refuses to start without a user)
+            hidden = opts.credential_mask is not None
+            log.log(
+                logging.INFO if hidden else logging.WARNING,
+                "runbooks without RunAs run as the agent's own user; the credential is %s: %s",
+                "hidden from them" if hidden else "readable by them",
+                self._mask_why,
+            )
         enforcement = opts.enforcement
         assert enforcement is not None
         log.info(
@@ -191,7 +202,8 @@ class Agent:
         )
         self._note_now(
             runbook_user=user.name if user else None,
-            runbooks_can_read_credential=user is None,
+            runbooks_can_read_credential=user is None and opts.credential_mask is None,
+            credential_hidden_by="mount namespace" if user is None and opts.credential_mask is not None else None,
             runbook_python=opts.python,
             limits_enforced_by=enforcement.mechanism,
             limits_enforcement=enforcement.why,

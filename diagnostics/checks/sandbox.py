@@ -2,8 +2,8 @@
 
 The agent records in status.json who runs jobs without RunAs (`runbook_user`) and
 whether such a job could read `<state-dir>/credential` (`runbooks_can_read_credential`):
-true when jobs run as the agent's own user (root without an unprivileged runbook user,
-or any non-root agent).
+true when jobs run as the agent's own user and can see its state dir (a non-root agent
+whose kernel has no unprivileged user namespaces to hide it in: `credential_hidden_by`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ def credential_isolation(ctx: Context) -> Outcome:
         return warn(
             "runbooks without RunAs run as the agent's own user and could read this worker's credential",
             HINT,
+            evidence=evidence,
+        )
+    if status.get("credential_hidden_by"):
+        evidence["credential_hidden_by"] = status["credential_hidden_by"]
+        return ok(
+            "runbooks without RunAs run as the agent's own user, with its state dir hidden from them "
+            f"({status['credential_hidden_by']})",
             evidence=evidence,
         )
     return ok(
