@@ -130,13 +130,12 @@ class Dispatcher:
         group = self._groups.setdefault(group_name, _Group())
         group.active += 1
         try:
-            return await self._wait(group_name, group, claim, hold_s, gone, must_claim)
+            return await self._wait(group, claim, hold_s, gone, must_claim)
         finally:
             group.active -= 1
 
     async def _wait(
         self,
-        group_name: str,
         group: _Group,
         claim: Claim,
         hold_s: float,
@@ -161,7 +160,7 @@ class Dispatcher:
         key = next(self._ids)
         group.waiters[key] = waiter
         if group.kicks != kicks:  # a wake-up came while we claimed: it may have found no one parked
-            self.kick(group_name, 1)
+            self._start_serving(group, 1)
         try:
             return await asyncio.wait_for(asyncio.shield(waiter.future), hold_s)
         except TimeoutError:
@@ -178,6 +177,11 @@ class Dispatcher:
         if group is None:
             return  # nobody ever polled this group here; the next poll claims at once
         group.kicks += 1
+        self._start_serving(group, jobs)
+
+    def _start_serving(self, group: _Group, jobs: float) -> None:
+        # Not a wake-up itself: it must not bump `kicks`, which would make the next fresh poll
+        # claim again, and that one park and serve again, in a chain as long as polls keep coming.
         if not group.waiters:
             return
         group.pending += jobs
