@@ -287,7 +287,11 @@ def run(
     ] = "auto",
     runtime_dir: Annotated[
         Path | None,
-        typer.Option("--runtime-dir", help="Where runtime environments are built (default: <state-dir>/runtimes)."),
+        typer.Option(
+            "--runtime-dir",
+            help="Where runtime environments are built (default: /var/cache/outpost/runtimes for a root agent, "
+            "whose runbooks run as another user; else <state-dir>/runtimes).",
+        ),
     ] = None,
     pip_index_url: Annotated[
         str | None, typer.Option("--pip-index-url", help="The package index runtime environment builds use.")

@@ -34,6 +34,8 @@ from outpost.http import ApiError, request
 from outpost.settings import LONG_POLL_HOLD_S, REQUEST_TIMEOUT_S
 from outpost.state import AgentState, Registration
 
+SHARED_RUNTIME_DIR = Path("/var/cache/outpost/runtimes")  # a root agent's default --runtime-dir
+
 log = logging.getLogger("outpost.agent")
 
 BACKOFF_START_S = 1.0
@@ -113,7 +115,10 @@ class Agent:
             watchdog=self.watchdog,
             runbook_user=self._runbook_user(options),
         )
-        runtime_dir = options.runtime_dir or state.dir / "runtimes"
+        # The state dir is 0700 (it holds the credential), so runbooks run as another user cannot
+        # reach environments built inside it: a root agent keeps them in /var/cache instead.
+        default_runtimes = SHARED_RUNTIME_DIR if self.run_options.runbook_user is not None else state.dir / "runtimes"
+        runtime_dir = options.runtime_dir or default_runtimes
         self.run_options.runtimes = RuntimeCache(runtime_dir, self.run_options.python, options.pip)
         if self.run_options.runbook_user is None:  # a non-root agent: its runbooks run as itself
             self.run_options.credential_mask, self._mask_why = detect_credential_mask(

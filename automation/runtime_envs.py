@@ -172,7 +172,11 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
     def show_runtime(name: str) -> dict[str, Any]:
         return show(cp, name)
 
-    @r.put("/runtimes/{name}", dependencies=[ADMIN])
+    @r.put(
+        "/runtimes/{name}",
+        dependencies=[ADMIN],
+        responses={200: {"description": "replaced"}, 201: {"description": "created"}},
+    )
     def put_runtime(name: str, body: RuntimeBody, response: Response) -> dict[str, Any]:
         view, created = put(cp, name, body)
         response.status_code = 201 if created else 200

@@ -40,7 +40,9 @@ def _job(c, runtime: str | None = None) -> tuple[dict, list[str], list[str]]:
 
 
 @pytest.mark.slow
-def test_environment_is_built_once_cached_by_content_and_fails_with_pips_reason(server, make_agent, tmp_path):
+def test_environment_is_built_once_cached_by_content_and_fails_with_pips_reason(
+    server, make_agent, tmp_path, shared_dir
+):
     house = tmp_path / "wheelhouse"
     house.mkdir()
     make_wheel(house, "opwheel", "1.0")
@@ -48,7 +50,18 @@ def test_environment_is_built_once_cached_by_content_and_fails_with_pips_reason(
     make_agent(
         server,
         name="rt",
-        run_args=["--pip-no-index", "--pip-find-links", str(house), "--heartbeat-interval", "0.5"],
+        # A root agent's runbooks run as the runbook user, which must reach the builds (not tmp_path: 0700).
+        run_args=[
+            "--pip-no-index",
+            "--pip-find-links",
+            str(house),
+            "--heartbeat-interval",
+            "0.5",
+            "--runtime-dir",
+            str(shared_dir / "runtimes"),
+            "--python",  # one the runbook user can run (this machine's default python3 is under /root, 0700)
+            "/usr/bin/python3",
+        ],  # fmt: skip
     )
     env = server.env()
     made = cli("runtime", "create", "env1", "--package", "opwheel==1.0", env=env)
@@ -58,7 +71,7 @@ def test_environment_is_built_once_cached_by_content_and_fails_with_pips_reason(
         assert cli("runtime", "use", "uses", "env1", env=env).returncode == 0
 
         first, out1, verbose1 = _job(c)
-        assert first["status"] == "Completed", (first, verbose1)
+        assert first["status"] == "Completed", (first["status_reason"], first, verbose1)
         assert first["runtime_environment"] == "env1"
         assert out1[0] == "1.0"
         assert any("building" in v for v in verbose1) and any(
