@@ -57,43 +57,41 @@ def in_force(group_json: str | None, runbook_json: str | None) -> JobLimits | No
     return None if merged.is_empty() else merged
 
 
-def set_group_limits(cp: ControlPlane, group: str, limits: JobLimits) -> dict[str, Any]:
+# The two kinds of owner of limits: (model, the key and the noun the answers and errors use).
+_OWNERS: dict[type[WorkerGroup] | type[Runbook], tuple[str, str]] = {
+    WorkerGroup: ("group", "worker group"),
+    Runbook: ("runbook", "runbook"),
+}
+
+
+def _answer(model: type[WorkerGroup] | type[Runbook], name: str, row: WorkerGroup | Runbook) -> dict[str, Any]:
+    return {_OWNERS[model][0]: name, "limits": _parse(row.limits_json).model_dump()}
+
+
+def _missing(model: type[WorkerGroup] | type[Runbook], name: str) -> NotFound:
+    return NotFound(f"{_OWNERS[model][1]} {name!r} does not exist")
+
+
+def set_limits(
+    cp: ControlPlane, model: type[WorkerGroup] | type[Runbook], name: str, limits: JobLimits
+) -> dict[str, Any]:
+    """Replace a group's or runbook's limits. A runbook's go to jobs created from now on (queued ones keep theirs)."""
     with cp.session() as s:
-        g = s.exec(select(WorkerGroup).where(WorkerGroup.name == group)).first()
-        if g is None:
-            raise NotFound(f"worker group {group!r} does not exist")
-        g.limits_json = None if limits.is_empty() else limits.model_dump_json()
-        s.add(g)
+        row = s.exec(select(model).where(model.name == name)).first()
+        if row is None:
+            raise _missing(model, name)
+        row.limits_json = None if limits.is_empty() else limits.model_dump_json()
+        s.add(row)
         s.commit()
-        return {"group": group, "limits": of_group(g)}
+        return _answer(model, name, row)
 
 
-def get_group_limits(cp: ControlPlane, group: str) -> dict[str, Any]:
+def get_limits(cp: ControlPlane, model: type[WorkerGroup] | type[Runbook], name: str) -> dict[str, Any]:
     with cp.reading() as s:
-        g = s.exec(select(WorkerGroup).where(WorkerGroup.name == group)).first()
-    if g is None:
-        raise NotFound(f"worker group {group!r} does not exist")
-    return {"group": group, "limits": of_group(g)}
-
-
-def set_runbook_limits(cp: ControlPlane, runbook: str, limits: JobLimits) -> dict[str, Any]:
-    """Replace a runbook's limits; jobs created from now on take them (queued ones keep theirs)."""
-    with cp.session() as s:
-        rb = s.exec(select(Runbook).where(Runbook.name == runbook)).first()
-        if rb is None:
-            raise NotFound(f"runbook {runbook!r} does not exist")
-        rb.limits_json = None if limits.is_empty() else limits.model_dump_json()
-        s.add(rb)
-        s.commit()
-        return {"runbook": runbook, "limits": of_runbook(rb)}
-
-
-def get_runbook_limits(cp: ControlPlane, runbook: str) -> dict[str, Any]:
-    with cp.reading() as s:
-        rb = s.exec(select(Runbook).where(Runbook.name == runbook)).first()
-    if rb is None:
-        raise NotFound(f"runbook {runbook!r} does not exist")
-    return {"runbook": runbook, "limits": of_runbook(rb)}
+        row = s.exec(select(model).where(model.name == name)).first()
+    if row is None:
+        raise _missing(model, name)
+    return _answer(model, name, row)
 
 
 def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
@@ -101,20 +99,20 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
 
     @r.get("/runbooks/{name}/limits", tags=["runbooks"], dependencies=[Depends(roles[Role.READER])])
     def show_runbook(name: str) -> dict[str, Any]:
-        return get_runbook_limits(cp, name)
+        return get_limits(cp, Runbook, name)
 
     @r.put("/runbooks/{name}/limits", tags=["runbooks"], dependencies=[Depends(roles[Role.AUTHOR])])
     def put_runbook(name: str, body: JobLimits) -> dict[str, Any]:
         """Replace the runbook's limits (they narrow its group's); fields left out (or null) are not limited."""
-        return set_runbook_limits(cp, name, body)
+        return set_limits(cp, Runbook, name, body)
 
     @r.get("/groups/{name}/limits", dependencies=[Depends(roles[Role.READER])])
     def show(name: str) -> dict[str, Any]:
-        return get_group_limits(cp, name)
+        return get_limits(cp, WorkerGroup, name)
 
     @r.put("/groups/{name}/limits", dependencies=[Depends(roles[Role.ADMIN])])
     def put(name: str, body: JobLimits) -> dict[str, Any]:
         """Replace the group's limits; fields left out (or null) are not limited."""
-        return set_group_limits(cp, name, body)
+        return set_limits(cp, WorkerGroup, name, body)
 
     return r
