@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from automation import dispatch, jobs, runbooks, secrets, workers
+from automation import agent_poll, dispatch, jobs, runbooks, secrets, workers
+from automation.agent_poll import MAX_JOBS_PER_POLL, MAX_WAIT_S
 from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
 from automation.errors import BadRequest, ControlPlaneError
@@ -24,8 +25,6 @@ from outpost import contract as c
 from outpost.contract import FINAL_STATUSES, JobParam
 from outpost.observer import WorkerIdentity
 from outpost.settings import DISPATCH_RECHECK_S
-
-MAX_JOBS_PER_POLL = 64
 
 
 class DraftBody(BaseModel):
@@ -215,26 +214,13 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
     @r.post(c.AGENT_POLL, response_model=c.PollResponse, responses={204: {"description": "no job in the hold time"}})
     async def poll(
         request: Request,
-        wait: float = Query(cp.poll_hold_s, ge=0, le=60, description="hold the request up to this long"),
+        wait: float = Query(cp.poll_hold_s, ge=0, le=MAX_WAIT_S, description="hold the request up to this long"),
         max_jobs: int = Query(1, alias="max", ge=1, le=MAX_JOBS_PER_POLL, description="the worker's free slots"),
         identity: WorkerIdentity = Depends(require_worker),
         body: c.PollRequest | None = None,
     ) -> Response:
-        held = body.held if body is not None else None  # None: an agent that does not say what it holds
-        settle = body is None or body.settle  # False: the agent's last poll was answered, nothing to compare
-
-        def check() -> list[c.JobAssignment]:
-            return dispatch.claim(cp, identity, max_jobs, held)
-
-        async def must_claim() -> bool:
-            return settle and await cp.run(dispatch.unsettled, cp, identity, held)
-
-        # Parked in the group's FIFO; served by one claim when a job comes (automation.waiters).
-        jobs = await cp.dispatcher.wait(
-            identity.group, check, wait, gone=request.is_disconnected, must_claim=must_claim
-        )
-        cp.observer.on_poll(identity, bool(jobs))
-        return _json(c.PollResponse(jobs=jobs)) if jobs else Response(status_code=204)
+        # Most polls of a parked fleet never reach here: agent_poll.PollFastPath answers them.
+        return await agent_poll.serve(cp, identity, wait, max_jobs, body, request.is_disconnected)
 
     @r.post(c.AGENT_LEASE, response_model=c.LeaseResponse)
     async def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> Response:

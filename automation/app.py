@@ -10,7 +10,19 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from automation import api, arm, db, limits, middleware, runtime_api, runtime_envs, secrets, tokens_api, workers
+from automation import (
+    agent_poll,
+    api,
+    arm,
+    db,
+    limits,
+    middleware,
+    runtime_api,
+    runtime_envs,
+    secrets,
+    tokens_api,
+    workers,
+)
 from automation.audit import AuditTrail
 from automation.auth import RoleChecks, role_checks, worker_dependency
 from automation.background import Background
@@ -81,6 +93,8 @@ def create_app(
         # lease renewal would drown them and cost more than the request itself.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    # Innermost of the middlewares (added first): every edge below applies to it as to the routes.
+    app.add_middleware(agent_poll.PollFastPath, cp=cp)  # type: ignore[arg-type]
     middleware.install(app)
     app.add_middleware(middleware.BodyLimit, limit=MAX_BODY_BYTES, paths=EVENTS_LIMIT)  # type: ignore[arg-type]
     app.add_middleware(middleware.ServiceHeader)  # type: ignore[arg-type]

@@ -144,10 +144,21 @@ def _store_unavailable() -> JSONResponse:
     )
 
 
+def error_response(exc: Exception) -> JSONResponse | None:
+    """The API's answer to a known failure: a domain error, or a store outage (503 + Retry-After,
+    logged once per outage by STORE). None: an unexpected error (`Unexpected` answers 500)."""
+    if isinstance(exc, ControlPlaneError):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    if is_store_outage(exc):
+        STORE.failed(exc)
+        return _store_unavailable()
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ControlPlaneError)
     async def _domain(_: Request, exc: ControlPlaneError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return error_response(exc) or _internal_error()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -165,10 +176,7 @@ def install(app: FastAPI) -> None:
     # A store outage (down, disconnected, locked, pool exhausted) is 503 + Retry-After, logged once
     # per outage by STORE; registered per class so Starlette does not re-raise them to the server's log.
     async def _store(request: Request, exc: Exception) -> JSONResponse:
-        if not is_store_outage(exc):
-            return await _unexpected(request, exc)
-        STORE.failed(exc)
-        return _store_unavailable()
+        return error_response(exc) or await _unexpected(request, exc)
 
     for kind in (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, *errors.DRIVER_OUTAGES):
         app.add_exception_handler(kind, _store)
