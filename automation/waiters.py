@@ -9,9 +9,10 @@ only while there is work announced, and stops at the first empty claim.
 
 - A new poll claims once at once (a backlog drains without waiting for a wake-up),
   then parks. When the group's queue is known to be empty (the last claim for it found
-  nothing and no wake-up came since), the poll parks without claiming: a fleet that
-  re-polls every hold costs a cheap read per poll (does this worker hold jobs it must
-  settle?) instead of a write transaction. A job's wake-up ends that knowledge.
+  nothing and no wake-up came since), or a claim begun since the last wake-up is still
+  running, the poll parks without claiming: a fleet that re-polls every hold costs a cheap
+  read per poll (does this worker hold jobs it must settle?) instead of a write
+  transaction. A job's wake-up ends that knowledge.
 - A wake-up (a job created or re-queued here, or a NOTIFY from another replica) says
   how many jobs it announces; the group task serves that many (a poll takes up to its
   free slots at a time).
@@ -60,6 +61,8 @@ class _Group:
     pending: float = 0.0  # jobs announced and not yet handed out here
     kicks: int = 0  # bumped by every wake-up: a poll that claimed during one looks again
     empty_at: int = -1  # `kicks` when a claim last found the queue empty: equal to it, the queue still is
+    inflight: int = 0  # claim statements running now (on PostgreSQL each takes a thread and a round trip)
+    inflight_at: int = -1  # `kicks` when the latest of them began: equal to it, that claim sees every job
     active: int = 0  # polls inside `wait` (claiming or parked): the group must not be forgotten
     task: asyncio.Task[None] | None = None
 
@@ -145,13 +148,19 @@ class Dispatcher:
         must_claim: MustClaim | None,
     ) -> list[Any]:
         kicks = group.kicks
-        if group.empty_at == kicks and must_claim is not None and not await must_claim():
+        # Known empty, or a claim that began after the last wake-up is running and will say so (or
+        # hand the job out): a re-poll then parks without a claim of its own. Without the second,
+        # on PostgreSQL every re-poll that came during a claim's round trip claimed too.
+        known = group.empty_at == kicks or (group.inflight > 0 and group.inflight_at == kicks)
+        if known and must_claim is not None and not await must_claim():
             self.stats.skipped += 1
             jobs: list[Any] = []
         else:
             jobs = await self._claim(claim, group, kicks)
             if jobs:
                 self.stats.fresh += 1
+                if group.waiters:  # a backlog: polls that parked while this claim ran look next
+                    self._start_serving(group, 1)
         if jobs or hold_s <= 0:
             return jobs
         # Up to a fifth shorter, at random: a fleet that parked at one moment (a server restart, a
@@ -194,7 +203,12 @@ class Dispatcher:
     async def _claim(self, claim: Claim, group: _Group, kicks: int) -> list[Any]:
         """One claim statement; an empty answer, with no wake-up since `kicks`, marks the queue empty."""
         self.stats.claims += 1
-        jobs = await self._run(claim)
+        group.inflight += 1
+        group.inflight_at = kicks
+        try:
+            jobs = await self._run(claim)
+        finally:
+            group.inflight -= 1
         if not jobs and group.kicks == kicks:
             group.empty_at = kicks
         return jobs
