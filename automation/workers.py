@@ -100,9 +100,9 @@ def register(cp: ControlPlane, req: RegisterRequest) -> RegisterResponse:
                 f"a worker named {req.name!r} was registered in group {req.group!r} at the same moment; "
                 "pick another --name, or pass --force to replace it"
             ) from None
-    if existing is not None:
+    if existing is not None:  # its credential is void: no replica may keep it cached
         cp.observer.on_worker_removed(req.name, req.group)
-    forget_credentials(cp)
+        forget_credentials(cp)
     return RegisterResponse(worker_id=worker_id, name=req.name, group=req.group, credential=credential)
 
 

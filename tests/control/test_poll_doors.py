@@ -2,8 +2,8 @@
 
 `automation.agent_poll.PollFastPath` takes well-formed polls from workers whose credential is
 cached and hands everything else to the documented FastAPI route. Each request below is sent
-twice by the same worker: first right after a registration (which clears every cached
-credential, so the route takes it), then again with the credential cached. Status and body must
+twice by the same worker: first as a newly registered worker's first request (its credential
+is not cached yet, so the route takes it), then again with the credential cached. Status and body must
 match, and the server's own counter says which door took each (`GET /api/v1/dispatch` "fast").
 """
 
@@ -61,7 +61,7 @@ def _answer(r: httpx.Response) -> tuple[int, Any]:
 def test_both_doors_answer_alike(server: Server, case: tuple[str, str, dict[str, str], bytes | None, bool]) -> None:
     name, query, headers, body, fast = case
     scheme = "bearer" if name == "lower-case scheme" else "Bearer"
-    credential = _register(server, "w-" + name.replace(" ", "-"))  # clears every cached credential
+    credential = _register(server, "w-" + name.replace(" ", "-"))  # a credential no cache holds yet
     before = _fast(server)
     cold = _poll(server, credential, query, headers, body, scheme)
     assert _fast(server) == before, "a credential not yet cached must go through the route"
