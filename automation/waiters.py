@@ -132,7 +132,9 @@ class Dispatcher:
         `must_claim` says whether the poll must claim even when the queue is known empty (its
         worker has jobs to settle); without it, every poll claims first.
         """
-        group = self._groups.setdefault(group_name, _Group())
+        group = self._groups.get(group_name)
+        if group is None:
+            group = self._groups[group_name] = _Group()
         group.active += 1
         try:
             return await self._wait(group, claim, hold_s, gone, must_claim)

@@ -5,7 +5,8 @@ empty queue: the figure is the server's CPU (utime + stime from /proc) per reque
 of request, interleaved over rounds so a busy machine affects them alike:
 - `GET /api/v1/health` (the baseline: the HTTP stack alone);
 - a poll with `settle: true` (the agent's first poll: the server compares what it holds);
-- a poll with `settle: false` (an answered agent's re-poll: no store work at all).
+- a poll with `settle: false` (an answered agent's re-poll: no store work at all);
+- the same poll parked for 10 ms until it times out (a parked fleet's cycle, timer included).
 
     .venv/bin/python bench/poll_cost.py              # 3 rounds of 1,500 requests each
     .venv/bin/python bench/poll_cost.py --rounds 5 --requests 3000
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=1500, help="requests of each kind per round")
     args = parser.parse_args()
-    results: dict[str, list[float]] = {"health": [], "poll settle=true": [], "poll settle=false": []}
+    results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="outpost-pollcost-") as tmp:
         server = Server(Path(tmp) / "server", extra=["--log-level", "warning"]).start(60)
         try:
@@ -55,7 +56,12 @@ def main() -> None:
                     "poll settle=false": lambda: c.post(
                         poll, params={"wait": 0}, json={"held": [], "settle": False}, headers=headers
                     ),
+                    # Parks, then times out with 204: a parked fleet's whole cycle, timer included.
+                    "parked 10 ms": lambda: c.post(
+                        poll, params={"wait": 0.01}, json={"held": [], "settle": False}, headers=headers
+                    ),
                 }
+                results.update({name: [] for name in calls})
                 for call in calls.values():  # warm-up
                     for _ in range(50):
                         call()
