@@ -8,7 +8,8 @@ client processes so one Python process need not hold thousands of connections.
 Scenarios, in one run (each prints its own figures; the ratios compare them):
 - SQLite, a small group (--small, default 10 workers): the baseline;
 - SQLite, a big group (--workers, default 4,000);
-- PostgreSQL, 2 replicas x half the big group (skipped if no PostgreSQL);
+- PostgreSQL, 2 replicas sharing the small group, then half the big group each (skipped
+  if no PostgreSQL): the replicas' own baseline and their big fleet;
 - the big group polling every 30 s without holding, as Azure's workers do: polls/s, mean wait.
 
 Per scenario: server CPU per job (all server processes, during the load), created ->
@@ -309,7 +310,7 @@ def run_scenario(
         claims = _claims(servers) - claims0
         handed = _dispatch(servers, "handed") - handed0
         rss = max(rss_mb(p) for p in pids)
-        server_waits = _queued_spans(servers[0], len(created))
+        server_waits = _queued_spans(servers, len(created))
     finally:
         stop_file.touch()
         for pr in procs:
@@ -351,16 +352,22 @@ def run_scenario(
     )
 
 
-def _queued_spans(server: Server, jobs: int) -> list[float]:
-    """The jobs' created -> claimed durations from the server's "job queued" spans ([] if they never land)."""
+def _queued_spans(servers: list[Server], jobs: int) -> list[float]:
+    """The jobs' created -> claimed durations from the servers' "job queued" spans ([] if they never land).
+
+    Without a collector each replica keeps the spans of the claims it made: all of them together.
+    """
     query = 'OTelSpans | where Name == "job queued" | project DurationMs'
 
-    def landed() -> list[float] | None:
+    def one(server: Server) -> list[float]:
         with server.client() as c:
             c.timeout = httpx.Timeout(60)
             r = c.post("/api/v1/query", json={"query": query})
         # A null duration: the claim's clock read fell before the stored creation time (rounding): 0 ms.
-        rows = [row[0] or 0.0 for row in r.json().get("rows", [])] if r.status_code == 200 else []
+        return [row[0] or 0.0 for row in r.json().get("rows", [])] if r.status_code == 200 else []
+
+    def landed() -> list[float] | None:
+        rows = [d for server in servers for d in one(server)]
         return rows if len(rows) >= jobs else None
 
     try:
@@ -449,8 +456,11 @@ def main() -> None:
         results.append(_scenario("sqlite-small", 1, None, args.small, args, root) if args.small else None)
         results.append(_scenario("sqlite-big", 1, None, args.workers, args, root))
         db = None if args.no_postgres else _pg_database()
+        if db:  # each PostgreSQL scenario on a database of its own; the small one is the replicas' baseline
+            results.append(_scenario("pg-2x-small", 2, db, args.small, args, root) if args.small else None)
+            db = _pg_database()
         if db:
-            results.append(_scenario("pg-2-replicas", 2, db, args.pg_workers or args.workers, args, root))
+            results.append(_scenario("pg-2x-big", 2, db, args.pg_workers or args.workers, args, root))
         if not args.no_interval:
             interval = argparse.Namespace(**{**vars(args), "jobs": min(args.jobs, 40), "rate": 2.0})
             results.append(_scenario("sqlite-30s-poll", 1, None, args.workers, interval, root, interval=30.0))
@@ -468,10 +478,16 @@ def main() -> None:
         f"big p99 {big.p99_ms:.0f} ms (target <= 100); big idle {big.idle_cpu_pct:.1f} % (target <= 5); "
         f"RSS {big.rss_mb:.0f} MB (target <= 500)"
     )
-    for r in done[2:]:
-        if r.scenario.startswith("pg-"):
-            print(f"{r.scenario}: per-job CPU x{r.cpu_ms_per_job / small.cpu_ms_per_job:.2f} of sqlite-small")
-        else:
+    by_name = {r.scenario: r for r in done}
+    pg_small, pg_big = by_name.get("pg-2x-small"), by_name.get("pg-2x-big")
+    if pg_small and pg_big:
+        print(
+            f"2 replicas on PostgreSQL, big/small per-job CPU x{pg_big.cpu_ms_per_job / pg_small.cpu_ms_per_job:.2f}"
+            f", net of idle x{pg_big.net_ms_per_job / max(pg_small.net_ms_per_job, 1e-9):.2f}; big p99 "
+            f"{pg_big.p99_ms:.0f} ms; big idle {pg_big.idle_cpu_pct:.1f} %"
+        )
+    for r in done:
+        if r.scenario.endswith("-poll"):
             print(
                 f"{r.scenario}: {r.polls_per_s:.0f} polls/s, mean wait {r.mean_wait_ms / 1000:.1f} s "
                 f"(long-poll mean x{r.mean_wait_ms / max(big.mean_wait_ms, 1e-9):.0f} slower)"
