@@ -10,6 +10,7 @@ match, and the server's own counter says which door took each (`GET /api/v1/disp
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -35,6 +36,14 @@ CASES: list[tuple[str, str, dict[str, str], bytes | None, bool]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the cases: each uses a worker of its own, so they cannot see each other's state."""
+    server = Server(tmp_path_factory.mktemp("doors") / "server").start()
+    yield server
+    server.stop()
+
+
 def _fast(server: Server) -> int:
     with server.client() as c:
         return int(c.get("/api/v1/dispatch").json()["fast"])
@@ -58,8 +67,8 @@ def _answer(r: httpx.Response) -> tuple[int, Any]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_both_doors_answer_alike(server: Server, case: tuple[str, str, dict[str, str], bytes | None, bool]) -> None:
-    name, query, headers, body, fast = case
+def test_both_doors_answer_alike(doors: Server, case: tuple[str, str, dict[str, str], bytes | None, bool]) -> None:
+    server, (name, query, headers, body, fast) = doors, case
     scheme = "bearer" if name == "lower-case scheme" else "Bearer"
     credential = _register(server, "w-" + name.replace(" ", "-"))  # a credential no cache holds yet
     before = _fast(server)
