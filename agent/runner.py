@@ -396,9 +396,10 @@ class JobRun:
                 command = self.opts.credential_mask.wrap(command, workdir)
             if user is not None and can_switch_users():
                 # setpriv switches in the exec it makes anyway: Popen(user=) would force a fork() of the agent
-                argv, switch = die_with_parent(confinement.wrap(command), user.setpriv_args()), {}
+                # and after the job joined its cgroup as root (cgroup v2 lets only root move it there)
+                argv, switch = confinement.wrap(die_with_parent(command, user.setpriv_args())), {}
             else:
-                argv = die_with_parent(confinement.wrap(command))
+                argv = confinement.wrap(die_with_parent(command))
             started = time.monotonic()
             self._proc = subprocess.Popen(
                 argv,

@@ -72,6 +72,7 @@ class AgentOptions:
     metrics_interval_s: float = 60.0
     runbook_user: str | None = None  # None: `outpost-runbook` if it exists and the agent is root
     limits: str = "auto"  # how job limits are enforced: auto | cgroup | rlimit (agent/limits.py)
+    cgroup_root: Path | None = None  # a delegated cgroup v2 directory for job cgroups
     runtime_dir: Path | None = None  # where runtime environments are built (default: <state-dir>/runtimes)
     pip: PipConfig = field(default_factory=PipConfig)  # the index and find-links runtime builds use
 
@@ -110,7 +111,7 @@ class Agent:
             lease_renew_s=options.lease_renew_s,
             python=resolve_python3(options.python, runbook_user),  # one that user can run
             python_explicit=options.python is not None,
-            enforcement=limits.detect(options.limits),
+            enforcement=limits.detect(options.limits, options.cgroup_root),
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
             events=EventPoster(self.client),

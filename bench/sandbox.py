@@ -8,7 +8,7 @@ both alike. The baseline (bare) is measured in the same run; the ratio is what t
     .venv/bin/python bench/sandbox.py              # 40 rounds, medians
     .venv/bin/python bench/sandbox.py --limits     # with memory, CPU and process limits written
 
-Needs root and writable cgroup v1 hierarchies (otherwise it says so and exits 2).
+Needs root and writable cgroup v1 hierarchies or a v2 one (otherwise it says so and exits 2).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--limits", action="store_true", help="write memory, CPU and process limits too")
     args = parser.parse_args()
     enforcement = limits.detect()
-    if enforcement.mechanism != "cgroup v1":
+    if enforcement.mechanism not in ("cgroup v1", "cgroup v2"):
         print(f"no job cgroups here: {enforcement.why}", file=sys.stderr)
         return 2
     job_limits = JobLimits(memory_mb=256, cpu_percent=50, max_processes=64) if args.limits else None
