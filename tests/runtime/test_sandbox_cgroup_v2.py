@@ -10,6 +10,7 @@ pids controller (they are bound to cgroup v1), which is what the refusal test re
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
-from tests.helpers.procs import wait_until
+from tests.helpers.procs import cli, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a cgroup2 hierarchy needs root")
 
@@ -63,7 +64,7 @@ def _agent(server, make_agent, root: Path, name: str):
 
 
 def test_a_job_runs_in_its_own_v2_cgroup_and_cpu_comes_from_cpu_stat(server, make_agent, v2_root: Path):
-    _agent(server, make_agent, v2_root, "v2")
+    agent = _agent(server, make_agent, v2_root, "v2")
     # The burner is orphaned at once (its parent subshell exits): wait4 never sees its CPU, the cgroup does.
     script = f"cat /proc/self/cgroup\n( {BURN} & )\nwhile pgrep -f 'range.40_000_000' >/dev/null; do sleep 0.1; done\n"
     with server.client() as c:
@@ -78,6 +79,11 @@ def test_a_job_runs_in_its_own_v2_cgroup_and_cpu_comes_from_cpu_stat(server, mak
     assert res["measured_by"] == "cgroup v2" and res["enforced_by"] is None
     assert res["cpu_user_s"] >= 0.2, res  # the orphan's CPU: only cpu.stat has it
     assert not (v2_root / "outpost-jobs" / job_id).exists()
+    # diagnose, from the running agent's status.json, says how job limits are enforced
+    diag = cli("diagnose", "--state-dir", str(agent.state_dir), "--check", "sandbox.cgroup", "--json")
+    check = next(r for r in json.loads(diag.stdout)["results"] if r["id"] == "sandbox.cgroup")
+    assert "job limits are enforced by cgroup v2" in check["finding"], check
+    assert str(v2_root / "outpost-jobs") in check["evidence"]["job_limits_enforcement"]
 
 
 def test_stop_kills_the_whole_tree_with_cgroup_kill(server, make_agent, v2_root: Path):
