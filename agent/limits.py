@@ -217,7 +217,14 @@ class CgroupConfinement(Confinement):
     def create(
         cls, bases: dict[str, Path], job_id: str, limits: JobLimits | None, uid: int | None
     ) -> CgroupConfinement:
-        dirs = {ctrl: base / job_id for ctrl, base in bases.items()}
+        # Only the hierarchies the job needs: memory and cpuacct always (accounting, and a directory
+        # that holds every process of the job, for the kill at its end); cpu and pids for their limits.
+        needed = {"memory", "cpuacct"}
+        if limits is not None and limits.cpu_percent is not None:
+            needed.add("cpu")
+        if limits is not None and limits.max_processes is not None:
+            needed.add("pids")
+        dirs = {ctrl: base / job_id for ctrl, base in bases.items() if ctrl in needed}
         made: list[Path] = []
         try:
             for path in dict.fromkeys(dirs.values()):  # cpu and cpuacct may share a hierarchy
@@ -272,13 +279,13 @@ class CgroupConfinement(Confinement):
         mem = self.dirs["memory"]
         update["memory_peak_bytes"] = _read_int(mem / "memory.max_usage_in_bytes")
         update["oom_killed"] = _read_keyed(mem / "memory.oom_control").get("oom_kill", 0) > 0
-        throttled = _read_keyed(self.dirs["cpu"] / "cpu.stat").get("throttled_time")
+        throttled = _read_keyed(self.dirs["cpu"] / "cpu.stat").get("throttled_time") if "cpu" in self.dirs else None
         if throttled is not None:
             update["cpu_throttled_s"] = round(throttled / 1e9, 3)
         return usage.model_copy(update=update)
 
     def hit_process_limit(self) -> bool:
-        return _read_keyed(self.dirs["pids"] / "pids.events").get("max", 0) > 0
+        return "pids" in self.dirs and _read_keyed(self.dirs["pids"] / "pids.events").get("max", 0) > 0
 
     def close(self) -> None:
         """Kill what is left of the job (escaped its process group too) and remove its cgroups."""
