@@ -285,6 +285,16 @@ def run(
             "cgroup (fail to start without one) or rlimit.",
         ),
     ] = "auto",
+    cgroup_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--cgroup-root",
+            envvar="OUTPOST_CGROUP_ROOT",
+            help="A cgroup v2 directory delegated to the agent (systemd Delegate=yes gives its unit's): job cgroups "
+            "go there, with the controllers it offers (default: the agent's own v2 cgroup where it offers memory, "
+            "cpu and pids, else cgroup v1, else rlimits).",
+        ),
+    ] = None,
     runtime_dir: Annotated[
         Path | None,
         typer.Option(
@@ -341,6 +351,7 @@ def run(
                 runbook_user=runbook_user,
                 python=python,
                 limits=limits,
+                cgroup_root=cgroup_root.absolute() if cgroup_root else None,
                 runtime_dir=runtime_dir.absolute() if runtime_dir else None,
                 pip=PipConfig(index_url=pip_index_url, find_links=pip_find_links or [], no_index=pip_no_index),
             ),

@@ -38,7 +38,7 @@ from agent.runtime import (
     verify_clearsigned,
 )
 from agent.runtime_envs import RuntimeCache
-from agent.watchdog import Watchdog, die_with_parent
+from agent.watchdog import Watchdog, can_switch_users, die_with_parent
 from outpost.contract import AGENT_LEASE, JobAssignment, JobResources, JobStatus, RunbookType, StreamType
 from outpost.http import ApiError, request
 
@@ -57,6 +57,7 @@ class RunOptions:
     stop_grace_s: float = 10.0
     lease_renew_s: float = 3.0
     python: str | None = None
+    python_explicit: bool = False  # --python PATH: never swapped for another interpreter
     trusted_keys: Path | None = None  # run only runbooks GPG clear-signed by these keys
     assets: AssetsProxy | None = None  # the runbook's automationassets endpoint
     tracer: Any = None  # OpenTelemetry tracer for `job run` spans (None: no-op)
@@ -283,7 +284,10 @@ class JobRun:
             user = resolve_run_as(self.job.run_as, self.job.run_as_credential, self.opts.worker_name)
         python = None
         if self.job.runbook_type == RunbookType.PYTHON3:
-            python = self._runtime_python(user) if self.job.runtime else python_for(user, self.opts.python)
+            if self.job.runtime:
+                python = self._runtime_python(user)
+            else:
+                python = python_for(user, self.opts.python, self.opts.python_explicit)
         return content, user, python
 
     def _runtime_python(self, user: RunAsUser | None) -> str:
@@ -390,7 +394,12 @@ class JobRun:
                 raise FileNotFoundError(f"{command[0]} is not an executable file")
             if user is None and self.opts.credential_mask is not None:  # innermost: limits still apply to it
                 command = self.opts.credential_mask.wrap(command, workdir)
-            argv = die_with_parent(confinement.wrap(command))
+            if user is not None and can_switch_users():
+                # setpriv switches in the exec it makes anyway: Popen(user=) would force a fork() of the agent
+                # and after the job joined its cgroup as root (cgroup v2 lets only root move it there)
+                argv, switch = confinement.wrap(die_with_parent(command, user.setpriv_args())), {}
+            else:
+                argv = confinement.wrap(die_with_parent(command))
             started = time.monotonic()
             self._proc = subprocess.Popen(
                 argv,

@@ -6,6 +6,7 @@ run ends Failed with that reason and nothing is started.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -22,6 +23,7 @@ SIGNATURE_ERROR = "InvalidRunbookSignature"
 _BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
 _SIG_END = "-----END PGP SIGNATURE-----"
 GPG_TIMEOUT_S = 30
+log = logging.getLogger("outpost.agent")
 
 
 class RuntimeRefusal(Exception):
@@ -155,24 +157,49 @@ class RunAsUser:
     def env(self) -> dict[str, str]:
         return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell or "/bin/sh"}
 
+    def setpriv_args(self) -> list[str]:
+        """util-linux setpriv options that become this user (its groups as resolved, no NSS lookup per job)."""
+        groups = ",".join(str(g) for g in dict.fromkeys(self.groups))
+        return [f"--reuid={self.uid}", f"--regid={self.gid}", f"--groups={groups}" if groups else "--clear-groups"]
+
     def can_execute(self, path: str) -> bool:
-        """Whether this user may run `path` (every parent directory searchable, the file executable)."""
-        real = Path(os.path.realpath(path))
-        for p, bit in [*((d, 1) for d in reversed(real.parents)), (real, 1)]:
+        """Whether this user may run `path` (every directory on the way searchable, the file executable)."""
+        return self.why_cannot_execute(path) is None
+
+    def why_cannot_execute(self, path: str) -> str | None:
+        """None if this user may run `path`, else the first thing in the way, readably.
+
+        Both the path as given and its target are walked: a symlink in a directory the user cannot
+        search is as unusable as a target there (a root-only pyenv under /root, mode 0700).
+        """
+        real = os.path.realpath(path)
+        given = os.path.abspath(path)
+        steps = [*(str(d) for d in reversed(Path(given).parents)), *(str(d) for d in reversed(Path(real).parents))]
+        for p in [*dict.fromkeys(steps), real]:
             try:
                 st = os.stat(p)
-            except OSError:
-                return False
+            except OSError as exc:
+                return f"{p}: {exc.strerror or exc}"
             mode = stat.S_IMODE(st.st_mode)
             if st.st_uid == self.uid:
-                ok = mode & (bit << 6)
+                ok = mode & 0o100
             elif st.st_gid in self.groups or st.st_gid == self.gid:
-                ok = mode & (bit << 3)
+                ok = mode & 0o010
             else:
-                ok = mode & bit
+                ok = mode & 0o001
             if not ok:
-                return False
-        return True
+                owner = _owner(st.st_uid)
+                what = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+                need = "search" if what == "directory" else "execute"
+                return f"the {what} {p} is mode {mode:04o} (owner {owner}): no {need} permission for user {self.name!r}"
+        return None
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def resolve_run_as(name: str, credential: str | None, worker: str) -> RunAsUser:
@@ -260,18 +287,32 @@ def default_runbook_user(requested: str | None, worker: str) -> RunAsUser | None
 _PROBE = "import sys; print(sys.executable); print(sys.prefix)"
 
 
-def _probe(python: str) -> tuple[str, str] | None:
-    """(sys.executable, sys.prefix) of `python`, run as a runbook would be; None if it does not run."""
+def _probe(python: str, user: RunAsUser | None = None) -> tuple[str, str] | None:
+    """(sys.executable, sys.prefix) of `python`, run as a runbook would be (as `user`); None if it does not run."""
+    switch = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": user.groups, "cwd": "/"}
     try:
         out = subprocess.run(
-            [python, "-c", _PROBE], capture_output=True, text=True, timeout=30, check=True, env=runbook_environment()
+            [python, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            env=runbook_environment(),
+            **switch,  # type: ignore[arg-type]
         ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return None
     return (out[0].strip(), out[1].strip()) if len(out) >= 2 else None
 
 
-def resolve_python3(preferred: str | None = None) -> str | None:
+def python3_candidates() -> list[str]:
+    """Where the machine's python3 is looked for: the first on the runbook's PATH, then the usual places."""
+    path = runbook_environment().get("PATH", os.defpath)
+    found = [shutil.which("python3", path=path), "/usr/bin/python3", "/usr/local/bin/python3"]
+    return list(dict.fromkeys(c for c in found if c))
+
+
+def resolve_python3(preferred: str | None = None, user: RunAsUser | None = None) -> str | None:
     """The interpreter Python runbooks run with, found once at agent start (None: there is none).
 
     `preferred` (`--python PATH`), else the machine's own `python3`: the first on the runbook's PATH
@@ -279,17 +320,33 @@ def resolve_python3(preferred: str | None = None) -> str | None:
     whose packages (Outpost's, FastAPI, ...) a runbook must not see; OSError for a `preferred` that
     is that, or not a Python at all. PATH often holds a wrapper (pyenv shims re-resolve the version on
     every call, ~100 ms per job); the interpreter's own sys.executable skips it.
+
+    With `user` (a root agent's runbook user) only an interpreter that user can run counts, tried
+    as that user: a root-only pyenv under /root (0700) is skipped for the next candidate, and a
+    `preferred` one it cannot run is an OSError naming the path, the user and what is in the way.
     """
     own_venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
-    if preferred:
-        candidates = [preferred]
-    else:
-        path = runbook_environment().get("PATH", os.defpath)
-        candidates = [shutil.which("python3", path=path), "/usr/bin/python3", "/usr/local/bin/python3"]
+    candidates = [preferred] if preferred else python3_candidates()
+    skipped: list[str] = []
     for candidate in candidates:
-        if not candidate or not os.access(candidate, os.X_OK):
+        if not os.access(candidate, os.X_OK):
             continue
-        found = _probe(candidate)
+        in_own_venv = own_venv is not None and os.path.realpath(os.path.dirname(os.path.abspath(candidate))) == (
+            os.path.join(own_venv, "bin")
+        )
+        if in_own_venv and preferred:  # said before whether the runbook user could run it
+            raise OSError(f"--python {preferred} is the agent's own virtualenv; runbooks must not run in it")
+        why = user.why_cannot_execute(candidate) if user is not None else None
+        found = _probe(candidate, user) if why is None else None
+        if found is not None and user is not None and os.path.isabs(found[0]):
+            why = user.why_cannot_execute(found[0])  # a wrapper that runs a root-only interpreter
+        if why is None and found is None and user is not None:
+            why = f"it does not run as user {user.name!r}"
+        if why is not None:
+            if preferred:
+                raise OSError(f"--python {preferred}: the runbook user {user.name!r} cannot run it: {why}")  # type: ignore[union-attr]
+            skipped.append(f"{candidate} ({why})")
+            continue
         if found is None:
             continue
         executable, prefix = found
@@ -297,9 +354,13 @@ def resolve_python3(preferred: str | None = None) -> str | None:
             if preferred:
                 raise OSError(f"--python {preferred} is the agent's own virtualenv; runbooks must not run in it")
             continue
+        if skipped:
+            log.warning("python3 for runbooks: skipped %s", "; ".join(skipped))
         return executable if os.path.isabs(executable) else candidate
     if preferred:
         raise OSError(f"--python {preferred} is not a Python interpreter this agent can run")
+    if skipped:
+        log.warning("no python3 the runbook user can run: %s", "; ".join(skipped))
     return None
 
 
@@ -311,15 +372,30 @@ def runbook_pythonpath(sdk_dir: Path, inherited: str | None) -> str:
     return os.pathsep.join([str(sdk_dir), *keep])
 
 
-def python_for(user: RunAsUser | None, preferred: str | None) -> str | None:
-    """An interpreter the job's user can run: the preferred one, else the first usable python3."""
+def python_for(user: RunAsUser | None, preferred: str | None, explicit: bool = False) -> str | None:
+    """An interpreter the job's user can run: `preferred` (the one chosen at start), else the first usable python3.
+
+    An `explicit` choice (`--python PATH`) is never swapped for another: a user who cannot run it
+    fails the job saying so. RuntimeRefusal, naming each path tried and what is in its way, when
+    there is none.
+    """
     if user is None:
         return preferred
-    candidates = [preferred, shutil.which("python3"), "/usr/bin/python3", "/usr/local/bin/python3"]
-    for candidate in candidates:
-        if candidate and os.path.exists(candidate) and user.can_execute(candidate):
+    if preferred and explicit:
+        why = user.why_cannot_execute(preferred)
+        if why is not None:
+            raise RuntimeRefusal(f"--python {preferred}: user {user.name!r} cannot run it: {why}")
+        return preferred
+    tried: list[str] = []
+    for candidate in dict.fromkeys([*([preferred] if preferred else []), *python3_candidates()]):
+        if not os.path.exists(candidate):
+            continue
+        why = user.why_cannot_execute(candidate)
+        if why is None:
             return candidate
-    raise RuntimeRefusal(f"RunAs user {user.name!r} cannot execute any python3 on this worker")
+        tried.append(f"{candidate}: {why}")
+    detail = "; ".join(tried) if tried else "there is no python3 on this worker"
+    raise RuntimeRefusal(f"user {user.name!r} cannot execute any python3 on this worker ({detail}); pass --python PATH")
 
 
 # -- hiding the credential from a non-root agent's runbooks ---------------------------------------

@@ -33,18 +33,27 @@ PROCESS_FILE = Path(__file__).with_name("watchdog_process.py")
 _SETPRIV = shutil.which("setpriv")
 
 
-def die_with_parent(argv: list[str]) -> list[str]:
+def die_with_parent(argv: list[str], switch_user: list[str] | None = None) -> list[str]:
     """`argv` prefixed so that the runbook gets SIGKILL when the agent dies (PR_SET_PDEATHSIG).
 
     util-linux `setpriv --pdeathsig KILL` sets it and execs the runbook in the same process.
     A `preexec_fn` calling prctl would do the same but forces fork() over vfork(), ~10 ms more
     per job in an agent-sized process; the exec costs about a millisecond. Without setpriv (or
     when the interpreter is missing, so that the start error stays readable) the watchdog
-    alone guards.
+    alone guards. `switch_user` (setpriv's --reuid/--regid/--groups) makes the same exec switch
+    to the runbook user: Popen(user=...) would force fork() too (setpriv sets the death signal
+    after the switch, which would clear it).
     """
-    if _SETPRIV is None or not os.access(argv[0], os.X_OK):
+    if switch_user:  # the caller checked can_switch_users(): never fall through to running as the agent
+        assert _SETPRIV is not None
+    elif _SETPRIV is None or not os.access(argv[0], os.X_OK):
         return argv
-    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    return [_SETPRIV, "--pdeathsig", "KILL", *(switch_user or []), "--", *argv]
+
+
+def can_switch_users() -> bool:
+    """Whether die_with_parent can switch users in its exec (setpriv is installed)."""
+    return _SETPRIV is not None
 
 
 class Watchdog:

@@ -72,6 +72,7 @@ class AgentOptions:
     metrics_interval_s: float = 60.0
     runbook_user: str | None = None  # None: `outpost-runbook` if it exists and the agent is root
     limits: str = "auto"  # how job limits are enforced: auto | cgroup | rlimit (agent/limits.py)
+    cgroup_root: Path | None = None  # a delegated cgroup v2 directory for job cgroups
     runtime_dir: Path | None = None  # where runtime environments are built (default: <state-dir>/runtimes)
     pip: PipConfig = field(default_factory=PipConfig)  # the index and find-links runtime builds use
 
@@ -102,18 +103,20 @@ class Agent:
         # on the wire) the service must compare `held` with what it handed out (PollRequest.settle).
         self._last_poll_answered = False
         self._mask_why = ""  # why the credential is (not) hidden from a non-root agent's runbooks
+        runbook_user = self._runbook_user(options)
         self.run_options = RunOptions(
             work_root=state.dir / "work",
             worker_name=self.registration.name,
             stop_grace_s=options.stop_grace_s,
             lease_renew_s=options.lease_renew_s,
-            python=resolve_python3(options.python),
-            enforcement=limits.detect(options.limits),
+            python=resolve_python3(options.python, runbook_user),  # one that user can run
+            python_explicit=options.python is not None,
+            enforcement=limits.detect(options.limits, options.cgroup_root),
             trusted_keys=self._trusted_keys(state, options),
             assets=AssetsProxy(self.client),
             events=EventPoster(self.client),
             watchdog=self.watchdog,
-            runbook_user=self._runbook_user(options),
+            runbook_user=runbook_user,
         )
         # The state dir is 0700 (it holds the credential), so runbooks run as another user cannot
         # reach environments built inside it: a root agent keeps them in /var/cache instead.

@@ -61,6 +61,15 @@ def v1_dirs(pid: int | str = "self") -> dict[str, Path]:
     return dirs
 
 
+def unified_dir(pid: int | str = "self") -> Path | None:
+    """The process's cgroup directory in the unified (v2) tree, whatever controllers it has (None: no v2 mount)."""
+    own = _own(pid)
+    for fstype, root, mountpoint, _ in _mounts():
+        if fstype == "cgroup2" and "" in own and Path(mountpoint, "cgroup.controllers").exists():
+            return _join(mountpoint, root, own[""])
+    return None
+
+
 def v2_dir(pid: int | str = "self") -> Path | None:
     """The process's cgroup directory in the unified (v2) tree, where that tree has controllers."""
     own = _own(pid)
@@ -104,9 +113,16 @@ def limits_of(pid: int | str = "self") -> CgroupLimits | None:
     unified = v2_dir(pid)
     if unified is None:
         return None
-    cpu = None
-    max_ = (_read(unified / "cpu.max") or "max").split()
-    if len(max_) == 2 and max_[0].isdigit() and max_[1].isdigit():
-        cpu = 100.0 * int(max_[0]) / int(max_[1])
-    mem = _read(unified / "memory.max")
-    return CgroupLimits(cpu, int(mem) if mem and mem.isdigit() else None, f"cgroup v2: {unified}")
+    # v2 limits are hierarchical: an agent in a leaf of its unit's cgroup (it moves there to delegate
+    # controllers to its jobs, agent/limits.py) is bound by the unit's CPUQuota= on the parent.
+    cpu = memory = None
+    mount = next((Path(m) for t, _, m, _ in _mounts() if t == "cgroup2" and unified.is_relative_to(m)), unified)
+    for level in [unified, *(p for p in unified.parents if p.is_relative_to(mount) and p != mount)]:
+        max_ = (_read(level / "cpu.max") or "max").split()
+        if len(max_) == 2 and max_[0].isdigit() and max_[1].isdigit() and int(max_[1]) > 0:
+            here = 100.0 * int(max_[0]) / int(max_[1])
+            cpu = here if cpu is None else min(cpu, here)
+        mem = _read(level / "memory.max")
+        if mem and mem.isdigit():
+            memory = int(mem) if memory is None else min(memory, int(mem))
+    return CgroupLimits(cpu, memory, f"cgroup v2: {unified}")

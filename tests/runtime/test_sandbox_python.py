@@ -7,7 +7,7 @@ import shutil
 import sys
 
 from tests.helpers.api import outputs, publish, start_job, wait_job
-from tests.helpers.procs import cli
+from tests.helpers.procs import cli, runbook_user_args
 
 PROBE = """\
 import sys
@@ -54,6 +54,7 @@ def test_python_option_picks_the_interpreter_and_refuses_the_agent_venv(server, 
     make_agent(server, name="usr", run_args=["--python", system])
     assert _probe(server)["executable"] == system
     refused = make_agent(server, group="g2", name="venv", start=False)
-    result = cli("worker", "run", "--state-dir", str(refused.state_dir), "--python", sys.executable, timeout=60)
+    run = ["worker", "run", "--state-dir", str(refused.state_dir), "--python", sys.executable]
+    result = cli(*run, *runbook_user_args(run), timeout=60)
     assert result.returncode != 0
     assert "own virtualenv" in result.stderr and "Traceback" not in result.stderr
