@@ -24,6 +24,7 @@ from outpost.contract import NAME_RE
 
 BUILTIN_ADMIN = "admin"
 MAX_EXPIRY = timedelta(days=3650)
+DURATION_PATTERN = r"^0*[1-9][0-9]{0,9}[smhdw]$"  # TokenBody's: a positive count and a unit
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

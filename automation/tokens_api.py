@@ -10,14 +10,18 @@ from pydantic import BaseModel, Field
 from automation import tokens
 from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
+from automation.params import NamePath
 from automation.roles import principal_of
 from outpost import contract as c
+from outpost.messages import Name
 
 
 class TokenBody(BaseModel):
-    role: str = Field(description="reader, operator, author or admin")
-    groups: list[str] | None = Field(default=None, description="operator only: the worker groups it may act on")
-    expires_in: str | None = Field(default=None, description="e.g. 90d, 12h; default: never")
+    role: Role
+    groups: list[Name] | None = Field(default=None, description="operator only: the worker groups it may act on")
+    expires_in: str | None = Field(
+        default=None, pattern=tokens.DURATION_PATTERN, description="e.g. 90d, 12h; default: never"
+    )
 
 
 class WhoAmI(BaseModel):
@@ -37,7 +41,7 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return WhoAmI(name=caller.name, role=str(caller.role), groups=sorted(caller.groups) if caller.groups else None)
 
     @r.post("/{name}", status_code=201)
-    def create(name: str, body: TokenBody, request: Request) -> dict[str, Any]:
+    def create(name: NamePath, body: TokenBody, request: Request) -> dict[str, Any]:
         """The answer's `token` is the only time the secret is shown."""
         return tokens.create(cp, name, body.role, body.groups, body.expires_in, principal_of(request).name)
 
@@ -46,7 +50,7 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return tokens.list_all(cp)
 
     @r.delete("/{name}")
-    def revoke(name: str) -> dict[str, Any]:
+    def revoke(name: NamePath) -> dict[str, Any]:
         return tokens.revoke(cp, name)
 
     both = APIRouter()

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
 
-from outpost.contract import MAX_HELD_PER_POLL, MAX_JOBS_PER_EVENTS_POST, JobStatus, RunbookType, StreamType
+from pydantic import BaseModel, Field, Strict, StrictBool, StrictInt, StringConstraints
+
+from outpost.contract import (
+    MAX_HELD_PER_POLL,
+    MAX_JOBS_PER_EVENTS_POST,
+    NAME_PATTERN,
+    PARAM_NAME_OR_POSITION,
+    JobStatus,
+    RunbookType,
+    StreamType,
+)
+
+# A name of a runbook, group, worker, asset, schedule, webhook, token or runtime environment: the model
+# says it, so the OpenAPI document shows the rule and a bad name is refused before a route runs.
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_OR_POSITION)]
+# JSON's true is not 1 and "5" is not 5: request fields take the JSON type they publish, no coercion.
+StrictFloat = Annotated[float, Strict()]  # an integer is still a number
+NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]  # argv strings cannot hold a NUL
 
 
 class JobParam(BaseModel):
     """One `--param`: named (``k=v``) or positional (``VALUE``)."""
 
-    name: str | None = None
-    value: str
+    name: ParamName | None = None
+    value: NoNul
 
 
 class RegisterRequest(BaseModel):
@@ -23,7 +41,7 @@ class RegisterRequest(BaseModel):
     os_name: str = ""
     os_version: str = ""
     agent_version: str = ""
-    force: bool = False
+    force: StrictBool = False
 
 
 class RegisterResponse(BaseModel):
@@ -36,9 +54,9 @@ class RegisterResponse(BaseModel):
 class JobLimits(BaseModel):
     """A job's resource limits (a worker group's, see automation/limits.py); None: not limited."""
 
-    memory_mb: int | None = Field(default=None, ge=8, le=16 * 1024 * 1024)
-    cpu_percent: float | None = Field(default=None, gt=0, le=100 * 1024)  # of one CPU: 200 = two CPUs
-    max_processes: int | None = Field(default=None, ge=1, le=4 * 1024 * 1024)
+    memory_mb: StrictInt | None = Field(default=None, ge=8, le=16 * 1024 * 1024)
+    cpu_percent: StrictFloat | None = Field(default=None, gt=0, le=100 * 1024)  # of one CPU: 200 = two CPUs
+    max_processes: StrictInt | None = Field(default=None, ge=1, le=4 * 1024 * 1024)
 
     def is_empty(self) -> bool:
         return self.memory_mb is None and self.cpu_percent is None and self.max_processes is None
@@ -100,7 +118,7 @@ class PollRequest(BaseModel):
     """
 
     held: list[str] | None = Field(default=None, max_length=MAX_HELD_PER_POLL)
-    settle: bool = True
+    settle: StrictBool = True
 
 
 class PollResponse(BaseModel):
