@@ -16,7 +16,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool
 
 from automation import assets, crypto, schedules, webhooks
 from automation.auth import Role, RoleChecks
@@ -26,7 +26,7 @@ from automation.params import AssetPlural, JobIdPath, NamePath
 from automation.roles import principal_of
 from outpost import contract as c
 from outpost.contract import JobParam
-from outpost.messages import Name, StrictFloat
+from outpost.messages import JsonInt, Name, StrictFloat
 from outpost.observer import WorkerIdentity
 
 log = logging.getLogger("outpost.server")
@@ -66,7 +66,7 @@ class ScheduleBody(BaseModel):
     runbook: Name
     run_on: Name
     frequency: Literal["OneTime", "Minute", "Hour", "Day", "Week"]
-    interval: StrictInt = Field(default=1, ge=1, le=schedules.MAX_INTERVAL)
+    interval: JsonInt = Field(default=1, ge=1, le=schedules.MAX_INTERVAL)
     start_time: str | None = Field(default=None, description="ISO 8601; without an offset: in time_zone")
     time_zone: str = "UTC"
     expiry_time: str | None = None

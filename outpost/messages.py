@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, Strict, StrictBool, StrictInt, StringConstraints
+from pydantic import BaseModel, BeforeValidator, Field, Strict, StrictBool, StringConstraints
 
 from outpost.contract import (
     MAX_HELD_PER_POLL,
@@ -20,8 +20,18 @@ from outpost.contract import (
 # says it, so the OpenAPI document shows the rule and a bad name is refused before a route runs.
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_OR_POSITION)]
+
+
+def _json_number(value: object) -> object:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
 # JSON's true is not 1 and "5" is not 5: request fields take the JSON type they publish, no coercion.
 StrictFloat = Annotated[float, Strict()]  # an integer is still a number
+JSON_NUMBER = BeforeValidator(_json_number)
+JsonInt = Annotated[int, JSON_NUMBER]  # 5 or 5.0 (JSON Schema's integer), never true or "5"
 NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]  # argv strings cannot hold a NUL
 
 
@@ -54,9 +64,10 @@ class RegisterResponse(BaseModel):
 class JobLimits(BaseModel):
     """A job's resource limits (a worker group's, see automation/limits.py); None: not limited."""
 
-    memory_mb: StrictInt | None = Field(default=None, ge=8, le=16 * 1024 * 1024)
-    cpu_percent: StrictFloat | None = Field(default=None, gt=0, le=100 * 1024)  # of one CPU: 200 = two CPUs
-    max_processes: StrictInt | None = Field(default=None, ge=1, le=4 * 1024 * 1024)
+    # Bounds ahead of the number check and inside the `| None`, or pydantic publishes them as "ge"/"le".
+    memory_mb: Annotated[int, Field(ge=8, le=16 * 1024 * 1024), JSON_NUMBER] | None = None
+    cpu_percent: Annotated[StrictFloat, Field(gt=0, le=100 * 1024)] | None = None  # of one CPU: 200 = two CPUs
+    max_processes: Annotated[int, Field(ge=1, le=4 * 1024 * 1024), JSON_NUMBER] | None = None
 
     def is_empty(self) -> bool:
         return self.memory_mb is None and self.cpu_percent is None and self.max_processes is None
