@@ -107,21 +107,27 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
     r = APIRouter(prefix=c.API)
     READ, OPERATE, AUTHOR, ADMIN = (Depends(roles[x]) for x in (Role.READER, Role.OPERATOR, Role.AUTHOR, Role.ADMIN))
 
-    @r.get("/assets/{plural}", tags=["assets"], dependencies=[READ])
-    def list_assets(plural: AssetPlural) -> list[dict[str, Any]]:
-        return assets.list_kind(cp, _kind(plural))
+    # One set of routes per kind, not one `/assets/{plural}/{name}`: that template would cover the same
+    # URLs as the kinds' own PUT routes, and a URL would answer methods its template does not document.
+    def kind_routes(plural: str, kind: str) -> None:
+        @r.get(f"/assets/{plural}", tags=["assets"], dependencies=[READ], name=f"list_{plural}")
+        def list_assets() -> list[dict[str, Any]]:
+            return assets.list_kind(cp, kind)
 
-    @r.get("/assets/{plural}/{name}", tags=["assets"], dependencies=[READ])
-    def show_asset(plural: AssetPlural, name: NamePath) -> dict[str, Any]:
-        return assets.show(cp, _kind(plural), name)
+        @r.get(f"/assets/{plural}/{{name}}", tags=["assets"], dependencies=[READ], name=f"show_{kind}")
+        def show_asset(name: NamePath) -> dict[str, Any]:
+            return assets.show(cp, kind, name)
 
-    @r.delete("/assets/{plural}/{name}", tags=["assets"], status_code=204, dependencies=[AUTHOR])
-    def delete_asset(plural: AssetPlural, name: NamePath, request: Request) -> Response:
-        kind = _kind(plural)
-        if kind in SECRET_KINDS:
-            principal_of(request).require(Role.ADMIN, f"deleting a {kind}")
-        assets.delete(cp, kind, name)
-        return Response(status_code=204)
+        @r.delete(f"/assets/{plural}/{{name}}", tags=["assets"], status_code=204, dependencies=[AUTHOR],
+                  name=f"delete_{kind}")  # fmt: skip
+        def delete_asset(name: NamePath, request: Request) -> Response:
+            if kind in SECRET_KINDS:
+                principal_of(request).require(Role.ADMIN, f"deleting a {kind}")
+            assets.delete(cp, kind, name)
+            return Response(status_code=204)
+
+    for plural, kind in assets.PLURAL.items():
+        kind_routes(plural, kind)
 
     @r.put("/assets/variables/{name}", tags=["assets"], dependencies=[AUTHOR])
     def set_variable(name: NamePath, body: VariableBody, request: Request) -> dict[str, Any]:

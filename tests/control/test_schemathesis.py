@@ -51,14 +51,15 @@ def st_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-def _run_all(server: Server, token: str) -> str:
+def _run_all(server: Server, token: str, workdir: Path) -> str:
     """`schemathesis run` with every check on every operation: its report, or fail with it."""
     args = [
         *(str(SCHEMATHESIS), "--config-file", str(CONFIG), "--no-color", "run", f"{server.url}/openapi.json"),
         *("--header", f"Authorization: Bearer {token}", "--checks", "all", "--max-examples", str(EXAMPLES)),
         *("--seed", str(SEED), "--workers", "2", "--generation-database", "none", "--request-timeout", "60"),
     ]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
+    # In a directory of its own: schemathesis keeps a cache of failures (.schemathesis/) where it runs.
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False, cwd=workdir)
     report = done.stdout + done.stderr
     assert done.returncode == 0, report[-20000:]
     return report
@@ -69,9 +70,9 @@ def _tested(report: str) -> int:
     return int(line.split(":")[1])
 
 
-def test_the_api_answers_a_reader_as_its_openapi_says(st_server: Server) -> None:
-    assert _tested(_run_all(st_server, st_server.reader)) > 50  # type: ignore[attr-defined]
+def test_the_api_answers_a_reader_as_its_openapi_says(st_server: Server, tmp_path: Path) -> None:
+    assert _tested(_run_all(st_server, st_server.reader, tmp_path)) > 50  # type: ignore[attr-defined]
 
 
-def test_the_api_answers_an_admin_as_its_openapi_says(st_server: Server) -> None:
-    assert _tested(_run_all(st_server, st_server.token)) > 50
+def test_the_api_answers_an_admin_as_its_openapi_says(st_server: Server, tmp_path: Path) -> None:
+    assert _tested(_run_all(st_server, st_server.token, tmp_path)) > 50
