@@ -189,7 +189,8 @@ def _readable(error: Any) -> str:
     """pydantic's message, or for a value off one of Outpost's patterns the value and the rule in words."""
     hint = PATTERN_HINTS.get((error.get("ctx") or {}).get("pattern", ""))
     if error.get("type") == "string_pattern_mismatch" and hint:
-        return f"{error.get('input')!r} is not valid: {hint}"
+        shown = repr(error.get("input"))
+        return f"{shown[:80]}{'...' if len(shown) > 80 else ''} is not valid: {hint}"
     return str(error.get("msg", ""))
 
 

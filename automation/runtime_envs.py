@@ -25,7 +25,7 @@ from automation.models import Runbook, RuntimeEnvironment, utcnow
 from automation.params import NamePath
 from automation.roles import Role
 from outpost import contract as c
-from outpost.contract import NAME_RE, RunbookType, RuntimeSpec
+from outpost.contract import NAME_RE, PATTERN_HINTS, RunbookType, RuntimeSpec
 from outpost.messages import Name
 
 if TYPE_CHECKING:  # automation.auth imports automation.workers, which imports this
@@ -36,10 +36,29 @@ MAX_REQUIREMENT_CHARS = 300
 PYTHON_PATTERN = r"^3\.[0-9]{1,2}$"  # the model's (JSON Schema: `$` is the end)
 # A PEP 508 requirement as pip reads it from a file: a project name, extras, a version
 # specifier and markers. No options (-e, -r, --index-url ...), no URLs or paths.
-# No URL either: nothing after the name may hold a ':'. RuntimeBody.packages publishes the pattern.
-REQUIREMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]+\])?\s*([<>=!~;(][^\n:]*)?$"
+# No URL either: nothing after the name may hold a ':' (nor a '#', a comment's start in a file).
+# RuntimeBody publishes both patterns: one requirement (`packages`) and a whole file (`requirements`).
+REQUIREMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]+\])?\s*([<>=!~;(][^\n:#]*)?$"
 _REQUIREMENT_RE = re.compile(REQUIREMENT_PATTERN[:-1] + r"\Z")
 Requirement = Annotated[str, StringConstraints(pattern=REQUIREMENT_PATTERN, max_length=MAX_REQUIREMENT_CHARS)]
+# A file's line: blank, a comment, or a requirement (bounded to fit MAX_REQUIREMENT_CHARS) with an
+# optional " # comment"; each such line is one requirement_lines accepts.
+_FILE_REQUIREMENT = (
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9._, \t-]{1,60}\])?[ \t]{0,20}([<>=!~;(][^\n:#]{0,100})?"
+)
+_FILE_LINE = rf"[ \t]*(#[^\n]*|{_FILE_REQUIREMENT}( #[^\n]*)?)?[ \t\r]*"
+REQUIREMENTS_FILE_PATTERN = rf"^({_FILE_LINE}\n)*{_FILE_LINE}$"
+_NOT_A_REQUIREMENT = (
+    "not a package requirement such as 'requests==2.32.3': pip options are not allowed (the package index and "
+    "find-links are each worker's configuration: outpost worker run --pip-index-url/--pip-find-links), nor URLs"
+)
+PATTERN_HINTS.update(
+    {
+        PYTHON_PATTERN: "python must be a version such as 3.11",
+        REQUIREMENT_PATTERN: _NOT_A_REQUIREMENT,
+        REQUIREMENTS_FILE_PATTERN: f"each line a # comment or a requirement, {_NOT_A_REQUIREMENT}",
+    }
+)
 
 _table = RuntimeEnvironment.__table__  # type: ignore[attr-defined]
 _BY_NAME = core_select(_table).where(_table.c.name == bindparam("name"))
@@ -52,7 +71,11 @@ class RuntimeBody(BaseModel):
     packages: list[Requirement] = Field(
         default_factory=list, max_length=MAX_REQUIREMENTS, description='requirement lines, e.g. "requests==2.32.3"'
     )
-    requirements: str = Field(default="", description="a requirements.txt (requirements only, no pip options)")
+    requirements: str = Field(
+        default="",
+        pattern=REQUIREMENTS_FILE_PATTERN,
+        description="a requirements.txt (requirements only, no pip options)",
+    )
     description: str = ""
 
 
@@ -63,7 +86,7 @@ class RunbookRuntimeBody(BaseModel):
 def requirement_lines(packages: list[str], requirements: str) -> list[str]:
     """The environment's requirement lines, checked (BadRequest names the first bad one)."""
     lines = [p.strip() for p in packages]
-    for raw in requirements.splitlines():
+    for raw in requirements.split("\n"):  # lines as REQUIREMENTS_FILE_PATTERN reads them
         line = raw.split(" #", 1)[0].strip()
         if line and not line.startswith("#"):
             lines.append(line)

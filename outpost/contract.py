@@ -79,7 +79,8 @@ JOB_ID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-
 PARAM_NAME_OR_POSITION = "^(?:" + PARAM_NAME_PATTERN[1:-1] + r"|\[[Pp][Aa][Rr][Aa][Mm][Ee][Tt][Ee][Rr] [0-9]{1,6}\])$"
 PARAM_NAME_RE = re.compile(PARAM_NAME_PATTERN[:-1] + r"\Z")
 NAME_RE = re.compile(NAME_PATTERN[:-1] + r"\Z")
-# What a user reads when a value does not match one of the patterns (automation/middleware.py).
+# What a user reads when a value does not match one of the patterns (automation/middleware.py);
+# a module with patterns of its own adds them (automation/runtime_envs.py).
 PATTERN_HINTS = {
     NAME_PATTERN: "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
     PARAM_NAME_OR_POSITION: "start with a letter or '_', then up to 63 letters, digits, '_' or '-' (or [PARAMETER n])",
