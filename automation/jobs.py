@@ -15,7 +15,7 @@ from automation.context import ControlPlane
 from automation.errors import BadRequest, NotFound
 from automation.lifecycle import JobRecord
 from automation.models import JobStream
-from outpost.contract import IDEMPOTENCY_HEADER, PARAM_NAME_RE, JobParam, JobStatus
+from outpost.contract import IDEMPOTENCY_HEADER, PARAM_NAME_RE, PATTERN_HINTS, JobParam, JobStatus
 from outpost.names import params_problem
 
 MAX_PARAMS = 64
@@ -97,6 +97,7 @@ def validate_params(params: list[JobParam]) -> None:
 # Printable ASCII without spaces, as HTTP header values of this kind usually are (UUIDs, ULIDs, hashes).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"  # POST /jobs publishes it; webhooks check _KEY_RE
 _KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN[:-1] + r"\Z")
+PATTERN_HINTS[IDEMPOTENCY_KEY_PATTERN] = "1-200 printable ASCII characters without spaces (e.g. a UUID)"
 
 
 def check_idempotency_key(key: str) -> str:
