@@ -22,8 +22,8 @@ from automation.params import JobIdPath, NamePath
 from automation.roles import principal_of
 from outpost import __version__
 from outpost import contract as c
-from outpost.contract import FINAL_STATUSES, JobParam, JobStatus, RunbookType, StreamType
-from outpost.messages import Name, StrictFloat
+from outpost.contract import FINAL_STATUSES, JobStatus, RunbookType, StreamType
+from outpost.messages import JobParamBody, Name, StrictFloat
 from outpost.observer import WorkerIdentity
 from outpost.settings import DISPATCH_RECHECK_S
 
@@ -42,7 +42,7 @@ class DraftBody(BaseModel):
 class JobBody(BaseModel):
     runbook: Name
     run_on: Name
-    params: list[JobParam] = Field(default_factory=list, max_length=jobs.MAX_PARAMS)
+    params: list[JobParamBody] = Field(default_factory=list, max_length=jobs.MAX_PARAMS)
     timeout_s: StrictFloat | None = Field(default=None, gt=0, le=jobs.MAX_TIMEOUT_S)
     runtime_environment: Name | None = Field(default=None, description="run in this runtime environment instead")
 

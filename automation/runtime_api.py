@@ -18,15 +18,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
 
-from automation import assets, crypto, schedules, webhooks
+from automation import assets, crypto, jobs, schedules, webhooks
 from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
 from automation.errors import NotFound
 from automation.params import AssetPlural, JobIdPath, NamePath
 from automation.roles import principal_of
 from outpost import contract as c
-from outpost.contract import JobParam
-from outpost.messages import JsonInt, Name, StrictFloat
+from outpost.messages import JobParamBody, JsonInt, Name, StrictFloat
 from outpost.observer import WorkerIdentity
 
 log = logging.getLogger("outpost.server")
@@ -70,7 +69,7 @@ class ScheduleBody(BaseModel):
     start_time: str | None = Field(default=None, description="ISO 8601; without an offset: in time_zone")
     time_zone: str = "UTC"
     expiry_time: str | None = None
-    params: list[JobParam] = Field(default_factory=list)
+    params: list[JobParamBody] = Field(default_factory=list, max_length=jobs.MAX_PARAMS)
     description: str = ""
     enabled: StrictBool = True
 
@@ -78,7 +77,7 @@ class ScheduleBody(BaseModel):
 class WebhookBody(BaseModel):
     runbook: Name
     run_on: Name
-    params: list[JobParam] = Field(default_factory=list)
+    params: list[JobParamBody] = Field(default_factory=list, max_length=jobs.MAX_PARAMS)
     expires_at: str | None = Field(default=None, description="ISO 8601; default one year from now")
     expires_in_s: StrictFloat | None = None
     enabled: StrictBool = True

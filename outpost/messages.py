@@ -38,6 +38,16 @@ NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]  # argv strings
 class JobParam(BaseModel):
     """One `--param`: named (``k=v``) or positional (``VALUE``)."""
 
+    name: str | None = None
+    value: str
+
+
+class JobParamBody(JobParam):
+    """A `JobParam` in a request (POST /jobs, a schedule, a webhook), with the rules automation/jobs.py applies.
+
+    JobParam itself stays loose: other doors (ARM) build it from their own input and refuse bad
+    parameters with their own error shape (jobs.validate_params)."""
+
     name: ParamName | None = None
     value: NoNul
 
