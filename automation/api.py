@@ -5,43 +5,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from automation import agent_poll, dispatch, jobs, runbooks, secrets, workers
 from automation.agent_poll import MAX_JOBS_PER_POLL, MAX_WAIT_S
 from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
-from automation.errors import BadRequest, ControlPlaneError
+from automation.errors import ControlPlaneError
 from automation.notify import job_topic
+from automation.params import JobIdPath, NamePath
 from automation.roles import principal_of
 from outpost import __version__
 from outpost import contract as c
-from outpost.contract import FINAL_STATUSES, JobParam
+from outpost.contract import FINAL_STATUSES, JobStatus, RunbookType, StreamType
+from outpost.messages import JobParamBody, Name, StrictFloat
 from outpost.observer import WorkerIdentity
 from outpost.settings import DISPATCH_RECHECK_S
 
 
 class DraftBody(BaseModel):
-    type: str = Field(description="python3, bash or pwsh")
+    type: RunbookType
     content: str
     description: str | None = None
-    retry_on_worker_loss: bool | None = Field(
+    retry_on_worker_loss: StrictBool | None = Field(
         default=None, description="re-queue a job whose worker is lost (Suspended after 3 activations)"
     )
 
 
 class JobBody(BaseModel):
-    runbook: str
-    run_on: str
-    params: list[JobParam] = Field(default_factory=list)
-    timeout_s: float | None = None
-    runtime_environment: str | None = Field(default=None, description="run in this runtime environment instead")
+    runbook: Name
+    run_on: Name
+    params: list[JobParamBody] = Field(default_factory=list, max_length=jobs.MAX_PARAMS)
+    timeout_s: StrictFloat | None = Field(default=None, gt=0, le=jobs.MAX_TIMEOUT_S)
+    runtime_environment: Name | None = Field(default=None, description="run in this runtime environment instead")
 
 
 async def _wait_for(cp: ControlPlane, topic: str, seconds: float, check: Callable[[], Any]) -> Any:
@@ -79,19 +81,19 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return runbooks.list_all(cp)
 
     @r.get("/runbooks/{name}", tags=["runbooks"], dependencies=[READ])
-    def show_runbook(name: str) -> dict[str, Any]:
+    def show_runbook(name: NamePath) -> dict[str, Any]:
         return runbooks.show(cp, name)
 
     @r.put("/runbooks/{name}/draft", tags=["runbooks"], dependencies=[AUTHOR])
-    def save_draft(name: str, body: DraftBody) -> dict[str, Any]:
+    def save_draft(name: NamePath, body: DraftBody) -> dict[str, Any]:
         return runbooks.save_draft(cp, name, body.type, body.content, body.description, body.retry_on_worker_loss)
 
     @r.post("/runbooks/{name}/publish", tags=["runbooks"], dependencies=[AUTHOR])
-    def publish(name: str) -> dict[str, Any]:
+    def publish(name: NamePath) -> dict[str, Any]:
         return runbooks.publish(cp, name)
 
     @r.delete("/runbooks/{name}", tags=["runbooks"], status_code=204, dependencies=[AUTHOR])
-    def delete_runbook(name: str) -> Response:
+    def delete_runbook(name: NamePath) -> Response:
         runbooks.delete(cp, name)
         return Response(status_code=204)
 
@@ -105,7 +107,7 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return workers.list_groups(cp)
 
     @r.delete("/groups/{name}", tags=["workers"], status_code=204, dependencies=[ADMIN])
-    def delete_group(name: str) -> Response:
+    def delete_group(name: NamePath) -> Response:
         workers.delete_group(cp, name)
         return Response(status_code=204)
 
@@ -114,13 +116,11 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return workers.list_workers(cp, group)
 
     @r.delete("/workers/{name}", tags=["workers"], dependencies=[ADMIN])
-    def remove_worker(name: str, group: str | None = None) -> dict[str, str]:
+    def remove_worker(name: NamePath, group: str | None = None) -> dict[str, str]:
         return workers.remove_by_name(cp, name, group)
 
     @r.post("/keys/{which}/regenerate", tags=["keys"], dependencies=[ADMIN])
-    def regenerate(which: str) -> dict[str, str]:
-        if which not in secrets.KEY_HASH:
-            raise BadRequest("say which key to regenerate: primary or secondary")
+    def regenerate(which: Literal["primary", "secondary"]) -> dict[str, str]:
         with cp.session() as s:
             key = secrets.regenerate_key(s, cp.data_dir, which)
         return {"which": which, "registration_key": key}
@@ -130,7 +130,10 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         body: JobBody,
         request: Request,
         idempotency_key: str | None = Header(
-            None, alias=c.IDEMPOTENCY_HEADER, description="a repeat within 24 h returns the job the first one started"
+            None,
+            alias=c.IDEMPOTENCY_HEADER,
+            pattern=jobs.IDEMPOTENCY_KEY_PATTERN,
+            description="a repeat within 24 h returns the job the first one started",
         ),
     ) -> Response:
         principal_of(request).require_group(body.run_on, "start jobs")
@@ -152,7 +155,7 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
 
     @r.get("/jobs", tags=["jobs"], dependencies=[READ])
     def list_jobs(
-        status: str | None = None,
+        status: JobStatus | None = None,
         runbook: str | None = None,
         group: str | None = None,
         limit: int = Query(50, ge=1, le=1000),
@@ -160,21 +163,21 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return jobs.list_jobs(cp, status, runbook, group, limit)
 
     @r.get("/jobs/{job_id}", tags=["jobs"], dependencies=[READ])
-    def show_job(job_id: str) -> dict[str, Any]:
+    def show_job(job_id: JobIdPath) -> dict[str, Any]:
         return jobs.view(jobs.get(cp, job_id))
 
     @r.post("/jobs/{job_id}/stop", tags=["jobs"], dependencies=[OPERATE])
-    def stop_job(job_id: str, request: Request) -> dict[str, Any]:
+    def stop_job(job_id: JobIdPath, request: Request) -> dict[str, Any]:
         principal_of(request).require_group(jobs.get(cp, job_id).group_name, "stop jobs")
         return jobs.stop(cp, job_id)
 
     @r.get("/jobs/{job_id}/streams", tags=["jobs"], dependencies=[OPERATE])
     async def job_streams(
-        job_id: str,
+        job_id: JobIdPath,
         request: Request,
         after: int = Query(-1, description="return records with seq greater than this"),
         limit: int = Query(1000, ge=1, le=10000),
-        stream: str | None = Query(None, description="only this stream type, e.g. Output"),
+        stream: StreamType | None = Query(None, description="only this stream type"),
         wait: float = Query(0, ge=0, le=30, description="long-poll up to this many seconds for new records"),
     ) -> dict[str, Any]:
         job = await run_in_threadpool(jobs.get, cp, job_id)
@@ -223,7 +226,7 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
         return await agent_poll.serve(cp, identity, wait, max_jobs, body, request.is_disconnected)
 
     @r.post(c.AGENT_LEASE, response_model=c.LeaseResponse)
-    async def renew(job_id: str, identity: WorkerIdentity = Depends(require_worker)) -> Response:
+    async def renew(job_id: JobIdPath, identity: WorkerIdentity = Depends(require_worker)) -> Response:
         return _json(await cp.run(dispatch.renew, cp, identity, job_id))
 
     @r.post(c.AGENT_EVENTS, response_model=c.EventsAnswer)

@@ -15,7 +15,7 @@ from automation.context import ControlPlane
 from automation.errors import BadRequest, NotFound
 from automation.lifecycle import JobRecord
 from automation.models import JobStream
-from outpost.contract import IDEMPOTENCY_HEADER, PARAM_NAME_RE, JobParam, JobStatus
+from outpost.contract import IDEMPOTENCY_HEADER, PARAM_NAME_RE, PATTERN_HINTS, JobParam, JobStatus
 from outpost.names import params_problem
 
 MAX_PARAMS = 64
@@ -95,7 +95,9 @@ def validate_params(params: list[JobParam]) -> None:
 
 
 # Printable ASCII without spaces, as HTTP header values of this kind usually are (UUIDs, ULIDs, hashes).
-_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"  # POST /jobs publishes it; webhooks check _KEY_RE
+_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN[:-1] + r"\Z")
+PATTERN_HINTS[IDEMPOTENCY_KEY_PATTERN] = "1-200 printable ASCII characters without spaces (e.g. a UUID)"
 
 
 def check_idempotency_key(key: str) -> str:
@@ -155,16 +157,11 @@ def get(cp: ControlPlane, job_id: str) -> JobRecord:
 
 def list_jobs(
     cp: ControlPlane,
-    status: str | None = None,
+    status: JobStatus | None = None,  # the route's model keeps it one of JobStatus
     runbook: str | None = None,
     group: str | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    if status is not None:
-        try:
-            JobStatus(status)
-        except ValueError:
-            raise BadRequest(f"unknown status {status!r}: use one of {', '.join(s.value for s in JobStatus)}") from None
     job = queue_sql.JOB.c
     query = select(queue_sql.JOB).order_by(job.created_at.desc()).limit(max(1, min(limit, 1000)))
     if status:

@@ -20,6 +20,7 @@ from sqlmodel import select
 from automation.context import ControlPlane
 from automation.errors import NotFound
 from automation.models import Runbook, WorkerGroup
+from automation.params import NamePath
 from automation.roles import Role
 from outpost import contract as c
 from outpost.contract import JobLimits
@@ -98,20 +99,20 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
     r = APIRouter(prefix=c.API, tags=["workers"])
 
     @r.get("/runbooks/{name}/limits", tags=["runbooks"], dependencies=[Depends(roles[Role.READER])])
-    def show_runbook(name: str) -> dict[str, Any]:
+    def show_runbook(name: NamePath) -> dict[str, Any]:
         return get_limits(cp, Runbook, name)
 
     @r.put("/runbooks/{name}/limits", tags=["runbooks"], dependencies=[Depends(roles[Role.AUTHOR])])
-    def put_runbook(name: str, body: JobLimits) -> dict[str, Any]:
+    def put_runbook(name: NamePath, body: JobLimits) -> dict[str, Any]:
         """Replace the runbook's limits (they narrow its group's); fields left out (or null) are not limited."""
         return set_limits(cp, Runbook, name, body)
 
     @r.get("/groups/{name}/limits", dependencies=[Depends(roles[Role.READER])])
-    def show(name: str) -> dict[str, Any]:
+    def show(name: NamePath) -> dict[str, Any]:
         return get_limits(cp, WorkerGroup, name)
 
     @r.put("/groups/{name}/limits", dependencies=[Depends(roles[Role.ADMIN])])
-    def put(name: str, body: JobLimits) -> dict[str, Any]:
+    def put(name: NamePath, body: JobLimits) -> dict[str, Any]:
         """Replace the group's limits; fields left out (or null) are not limited."""
         return set_limits(cp, WorkerGroup, name, body)
 

@@ -13,12 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automation import errors
 from automation.errors import RETRY_AFTER_S, STORE, ControlPlaneError, is_store_outage
 from outpost import __version__
-from outpost.contract import SERVICE_HEADER, error_detail
+from outpost.contract import PATTERN_HINTS, SERVICE_HEADER, error_detail
 
 log = logging.getLogger("outpost.server")
 
@@ -166,12 +167,15 @@ def install(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             msg = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
             return JSONResponse({"detail": f"malformed JSON body: {msg}".rstrip(": ")}, status_code=400)
-        clean = [{"loc": e.get("loc", []), "msg": e.get("msg", "")} for e in errors]
+        clean = [{"loc": e.get("loc", []), "msg": _readable(e)} for e in errors]
         return JSONResponse({"detail": f"invalid request: {error_detail({'detail': clean})}"}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette's Allow names only the first route on the path, not all of them
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request.scope))}
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     # A store outage (down, disconnected, locked, pool exhausted) is 503 + Retry-After, logged once
     # per outage by STORE; registered per class so Starlette does not re-raise them to the server's log.
@@ -187,6 +191,27 @@ def install(app: FastAPI) -> None:
         return _internal_error()
 
     app.add_middleware(Unexpected)  # type: ignore[arg-type]
+
+
+def _readable(error: Any) -> str:
+    """pydantic's message, or for a value off one of Outpost's patterns the value and the rule in words."""
+    hint = PATTERN_HINTS.get((error.get("ctx") or {}).get("pattern", ""))
+    if error.get("type") == "string_pattern_mismatch" and hint:
+        shown = repr(error.get("input"))
+        return f"{shown[:80]}{'...' if len(shown) > 80 else ''} is not valid: {hint}"
+    return str(error.get("msg", ""))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves on this request's path (RFC 9110: a 405's Allow lists them all).
+
+    Asked of the router itself, one method at a time: included routers are nested, not flattened.
+    """
+    routes = app.router.routes
+    return [m for m in _METHODS if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes)]
 
 
 def _internal_error() -> JSONResponse:

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
-from automation import assets, crypto, schedules, webhooks
+from automation import assets, crypto, jobs, schedules, webhooks
 from automation.auth import Role, RoleChecks
 from automation.context import ControlPlane
 from automation.errors import NotFound
+from automation.params import AssetPlural, JobIdPath, NamePath
 from automation.roles import principal_of
 from outpost import contract as c
-from outpost.contract import JobParam
+from outpost.messages import JobParamBody, JsonInt, Name, StrictFloat
 from outpost.observer import WorkerIdentity
 
 log = logging.getLogger("outpost.server")
@@ -32,12 +33,12 @@ log = logging.getLogger("outpost.server")
 
 class VariableBody(BaseModel):
     value: Any = Field(description="any JSON value: string, number, bool, null, array, object")
-    encrypted: bool = False
+    encrypted: StrictBool = False
     description: str | None = None
 
 
 class CredentialBody(BaseModel):
-    username: str
+    username: str = Field(min_length=1)
     password: str
     description: str | None = None
 
@@ -45,45 +46,45 @@ class CredentialBody(BaseModel):
 class CertificateBody(BaseModel):
     data: str = Field(description="the PFX/PKCS#12 (or PEM/DER certificate) file, base64")
     password: str | None = Field(default=None, description="the PFX password, if it has one")
-    exportable: bool = False
+    exportable: StrictBool = False
     description: str | None = None
 
 
 class ConnectionBody(BaseModel):
-    connection_type: str
+    connection_type: Name
     fields: dict[str, Any] = Field(default_factory=dict)
     encrypted_fields: list[str] = Field(default_factory=list)
     description: str | None = None
 
 
 class RunAsBody(BaseModel):
-    credential: str | None = Field(description="a credential asset's name; null clears RunAs")
+    credential: Name | None = Field(description="a credential asset's name; null clears RunAs")
 
 
 class ScheduleBody(BaseModel):
-    runbook: str
-    run_on: str
-    frequency: str = Field(description="OneTime, Minute, Hour, Day or Week")
-    interval: int = 1
+    runbook: Name
+    run_on: Name
+    frequency: Literal["OneTime", "Minute", "Hour", "Day", "Week"]
+    interval: JsonInt = Field(default=1, ge=1, le=schedules.MAX_INTERVAL)
     start_time: str | None = Field(default=None, description="ISO 8601; without an offset: in time_zone")
     time_zone: str = "UTC"
     expiry_time: str | None = None
-    params: list[JobParam] = Field(default_factory=list)
+    params: list[JobParamBody] = Field(default_factory=list, max_length=jobs.MAX_PARAMS)
     description: str = ""
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class WebhookBody(BaseModel):
-    runbook: str
-    run_on: str
-    params: list[JobParam] = Field(default_factory=list)
+    runbook: Name
+    run_on: Name
+    params: list[JobParamBody] = Field(default_factory=list, max_length=jobs.MAX_PARAMS)
     expires_at: str | None = Field(default=None, description="ISO 8601; default one year from now")
-    expires_in_s: float | None = None
-    enabled: bool = True
+    expires_in_s: StrictFloat | None = None
+    enabled: StrictBool = True
 
 
 class EnabledBody(BaseModel):
-    enabled: bool
+    enabled: StrictBool
 
 
 class SetVariableBody(BaseModel):
@@ -105,38 +106,44 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
     r = APIRouter(prefix=c.API)
     READ, OPERATE, AUTHOR, ADMIN = (Depends(roles[x]) for x in (Role.READER, Role.OPERATOR, Role.AUTHOR, Role.ADMIN))
 
-    @r.get("/assets/{plural}", tags=["assets"], dependencies=[READ])
-    def list_assets(plural: str) -> list[dict[str, Any]]:
-        return assets.list_kind(cp, _kind(plural))
+    # One set of routes per kind, not one `/assets/{plural}/{name}`: that template would cover the same
+    # URLs as the kinds' own PUT routes, and a URL would answer methods its template does not document.
+    def kind_routes(plural: str, kind: str) -> None:
+        @r.get(f"/assets/{plural}", tags=["assets"], dependencies=[READ], name=f"list_{plural}")
+        def list_assets() -> list[dict[str, Any]]:
+            return assets.list_kind(cp, kind)
 
-    @r.get("/assets/{plural}/{name}", tags=["assets"], dependencies=[READ])
-    def show_asset(plural: str, name: str) -> dict[str, Any]:
-        return assets.show(cp, _kind(plural), name)
+        @r.get(f"/assets/{plural}/{{name}}", tags=["assets"], dependencies=[READ], name=f"show_{kind}")
+        def show_asset(name: NamePath) -> dict[str, Any]:
+            return assets.show(cp, kind, name)
 
-    @r.delete("/assets/{plural}/{name}", tags=["assets"], status_code=204, dependencies=[AUTHOR])
-    def delete_asset(plural: str, name: str, request: Request) -> Response:
-        kind = _kind(plural)
-        if kind in SECRET_KINDS:
-            principal_of(request).require(Role.ADMIN, f"deleting a {kind}")
-        assets.delete(cp, kind, name)
-        return Response(status_code=204)
+        deleter = ADMIN if kind in SECRET_KINDS else AUTHOR  # the route of each kind declares its own role
+
+        @r.delete(f"/assets/{plural}/{{name}}", tags=["assets"], status_code=204, dependencies=[deleter],
+                  name=f"delete_{kind}")  # fmt: skip
+        def delete_asset(name: NamePath) -> Response:
+            assets.delete(cp, kind, name)
+            return Response(status_code=204)
+
+    for plural, kind in assets.PLURAL.items():
+        kind_routes(plural, kind)
 
     @r.put("/assets/variables/{name}", tags=["assets"], dependencies=[AUTHOR])
-    def set_variable(name: str, body: VariableBody, request: Request) -> dict[str, Any]:
+    def set_variable(name: NamePath, body: VariableBody, request: Request) -> dict[str, Any]:
         if body.encrypted:
             principal_of(request).require(Role.ADMIN, "an encrypted variable")
         return assets.set_variable(cp, name, body.value, body.encrypted, body.description)
 
     @r.put("/assets/credentials/{name}", tags=["assets"], dependencies=[ADMIN])
-    def set_credential(name: str, body: CredentialBody) -> dict[str, Any]:
+    def set_credential(name: NamePath, body: CredentialBody) -> dict[str, Any]:
         return assets.set_credential(cp, name, body.username, body.password, body.description)
 
     @r.put("/assets/certificates/{name}", tags=["assets"], dependencies=[ADMIN])
-    def set_certificate(name: str, body: CertificateBody) -> dict[str, Any]:
+    def set_certificate(name: NamePath, body: CertificateBody) -> dict[str, Any]:
         return assets.set_certificate(cp, name, body.data, body.password, body.exportable, body.description)
 
     @r.put("/assets/connections/{name}", tags=["assets"], dependencies=[AUTHOR])
-    def set_connection(name: str, body: ConnectionBody, request: Request) -> dict[str, Any]:
+    def set_connection(name: NamePath, body: ConnectionBody, request: Request) -> dict[str, Any]:
         if body.encrypted_fields:
             principal_of(request).require(Role.ADMIN, "a connection with encrypted fields")
         return assets.set_connection(
@@ -144,11 +151,11 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         )
 
     @r.put("/groups/{name}/runas", tags=["workers"], dependencies=[ADMIN])
-    def set_run_as(name: str, body: RunAsBody) -> dict[str, Any]:
+    def set_run_as(name: NamePath, body: RunAsBody) -> dict[str, Any]:
         return assets.set_group_run_as(cp, name, body.credential)
 
     @r.post("/schedules/{name}", tags=["schedules"], status_code=201, dependencies=[AUTHOR])
-    def create_schedule(name: str, body: ScheduleBody) -> dict[str, Any]:
+    def create_schedule(name: NamePath, body: ScheduleBody) -> dict[str, Any]:
         return schedules.create(
             cp,
             name,
@@ -169,20 +176,20 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return schedules.list_all(cp)
 
     @r.get("/schedules/{name}", tags=["schedules"], dependencies=[READ])
-    def show_schedule(name: str) -> dict[str, Any]:
+    def show_schedule(name: NamePath) -> dict[str, Any]:
         return schedules.show(cp, name)
 
     @r.patch("/schedules/{name}", tags=["schedules"], dependencies=[AUTHOR])
-    def enable_schedule(name: str, body: EnabledBody) -> dict[str, Any]:
+    def enable_schedule(name: NamePath, body: EnabledBody) -> dict[str, Any]:
         return schedules.set_enabled(cp, name, body.enabled)
 
     @r.delete("/schedules/{name}", tags=["schedules"], status_code=204, dependencies=[AUTHOR])
-    def delete_schedule(name: str) -> Response:
+    def delete_schedule(name: NamePath) -> Response:
         schedules.delete(cp, name)
         return Response(status_code=204)
 
     @r.post("/webhooks/{name}", tags=["webhooks"], status_code=201, dependencies=[AUTHOR])
-    def create_webhook(name: str, body: WebhookBody, request: Request) -> dict[str, Any]:
+    def create_webhook(name: NamePath, body: WebhookBody, request: Request) -> dict[str, Any]:
         view, token = webhooks.create(
             cp, name, body.runbook, body.run_on, body.params, body.expires_at, body.expires_in_s, body.enabled
         )
@@ -193,15 +200,15 @@ def admin_router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return webhooks.list_all(cp)
 
     @r.get("/webhooks/{name}", tags=["webhooks"], dependencies=[READ])
-    def show_webhook(name: str) -> dict[str, Any]:
+    def show_webhook(name: NamePath) -> dict[str, Any]:
         return webhooks.show(cp, name)
 
     @r.patch("/webhooks/{name}", tags=["webhooks"], dependencies=[AUTHOR])
-    def enable_webhook(name: str, body: EnabledBody) -> dict[str, Any]:
+    def enable_webhook(name: NamePath, body: EnabledBody) -> dict[str, Any]:
         return webhooks.set_enabled(cp, name, body.enabled)
 
     @r.delete("/webhooks/{name}", tags=["webhooks"], status_code=204, dependencies=[AUTHOR])
-    def delete_webhook(name: str) -> Response:
+    def delete_webhook(name: NamePath) -> Response:
         webhooks.delete(cp, name)
         return Response(status_code=204)
 
@@ -213,15 +220,15 @@ def agent_router(cp: ControlPlane, require_worker: Callable[..., Any]) -> APIRou
 
     @r.get(c.AGENT_ASSET)
     def read_asset(
-        job_id: str, plural: str, name: str, identity: WorkerIdentity = Depends(require_worker)
+        job_id: JobIdPath, plural: AssetPlural, name: NamePath, identity: WorkerIdentity = Depends(require_worker)
     ) -> dict[str, Any]:
         return assets.for_job(cp, identity, job_id, _kind(plural), name)
 
-    @r.put(c.AGENT_ASSET)
+    @r.put(c.AGENT_ASSET, status_code=204)
     def write_asset(
-        job_id: str,
-        plural: str,
-        name: str,
+        job_id: JobIdPath,
+        plural: AssetPlural,
+        name: NamePath,
         body: SetVariableBody,
         identity: WorkerIdentity = Depends(require_worker),
     ) -> Response:

@@ -11,10 +11,10 @@ never the environment's: a requirement line cannot carry pip options.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import Connection, Row, bindparam
 from sqlalchemy import select as core_select
 from sqlmodel import func, select
@@ -22,39 +22,71 @@ from sqlmodel import func, select
 from automation.context import ControlPlane
 from automation.errors import BadRequest, Conflict, NotFound
 from automation.models import Runbook, RuntimeEnvironment, utcnow
+from automation.params import NamePath
 from automation.roles import Role
 from outpost import contract as c
-from outpost.contract import NAME_RE, RunbookType, RuntimeSpec
+from outpost.contract import NAME_RE, PATTERN_HINTS, RunbookType, RuntimeSpec
+from outpost.messages import Name
 
 if TYPE_CHECKING:  # automation.auth imports automation.workers, which imports this
     from automation.auth import RoleChecks
 
 MAX_REQUIREMENTS = 500
 MAX_REQUIREMENT_CHARS = 300
-PYTHON_RE = re.compile(r"^3\.\d{1,2}\Z")
+PYTHON_PATTERN = r"^3\.[0-9]{1,2}$"  # the model's (JSON Schema: `$` is the end)
 # A PEP 508 requirement as pip reads it from a file: a project name, extras, a version
 # specifier and markers. No options (-e, -r, --index-url ...), no URLs or paths.
-_REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]+\])?\s*([<>=!~;(][^\n]*)?\Z")
+# No URL either: nothing after the name may hold a ':' (nor a '#', a comment's start in a file).
+# RuntimeBody publishes both patterns: one requirement (`packages`) and a whole file (`requirements`).
+REQUIREMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]+\])?\s*([<>=!~;(][^\n:#]*)?$"
+_REQUIREMENT_RE = re.compile(REQUIREMENT_PATTERN[:-1] + r"\Z")
+Requirement = Annotated[str, StringConstraints(pattern=REQUIREMENT_PATTERN, max_length=MAX_REQUIREMENT_CHARS)]
+# A file's line: blank, a comment, or a requirement (bounded to fit MAX_REQUIREMENT_CHARS) with an
+# optional " # comment"; each such line is one requirement_lines accepts.
+_FILE_REQUIREMENT = (
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9._, \t-]{1,60}\])?[ \t]{0,20}([<>=!~;(][^\n:#]{0,100})?"
+)
+_FILE_LINE = rf"[ \t]*(#[^\n]*|{_FILE_REQUIREMENT}( #[^\n]*)?)?[ \t\r]*"
+REQUIREMENTS_FILE_PATTERN = rf"^({_FILE_LINE}\n)*{_FILE_LINE}$"
+_NOT_A_REQUIREMENT = (
+    "not a package requirement such as 'requests==2.32.3': pip options are not allowed (the package index and "
+    "find-links are each worker's configuration: outpost worker run --pip-index-url/--pip-find-links), nor URLs"
+)
+PATTERN_HINTS.update(
+    {
+        PYTHON_PATTERN: "python must be a version such as 3.11",
+        REQUIREMENT_PATTERN: _NOT_A_REQUIREMENT,
+        REQUIREMENTS_FILE_PATTERN: f"each line a # comment or a requirement, {_NOT_A_REQUIREMENT}",
+    }
+)
 
 _table = RuntimeEnvironment.__table__  # type: ignore[attr-defined]
 _BY_NAME = core_select(_table).where(_table.c.name == bindparam("name"))
 
 
 class RuntimeBody(BaseModel):
-    python: str | None = Field(default=None, description='a Python version such as "3.11"; null: the worker\'s python3')
-    packages: list[str] = Field(default_factory=list, description='requirement lines, e.g. "requests==2.32.3"')
-    requirements: str = Field(default="", description="a requirements.txt (requirements only, no pip options)")
+    python: str | None = Field(
+        default=None, pattern=PYTHON_PATTERN, description='a Python version such as "3.11"; null: the worker\'s python3'
+    )
+    packages: list[Requirement] = Field(
+        default_factory=list, max_length=MAX_REQUIREMENTS, description='requirement lines, e.g. "requests==2.32.3"'
+    )
+    requirements: str = Field(
+        default="",
+        pattern=REQUIREMENTS_FILE_PATTERN,
+        description="a requirements.txt (requirements only, no pip options)",
+    )
     description: str = ""
 
 
 class RunbookRuntimeBody(BaseModel):
-    environment: str | None = Field(description="a runtime environment's name; null: the worker's python3")
+    environment: Name | None = Field(description="a runtime environment's name; null: the worker's python3")
 
 
 def requirement_lines(packages: list[str], requirements: str) -> list[str]:
     """The environment's requirement lines, checked (BadRequest names the first bad one)."""
     lines = [p.strip() for p in packages]
-    for raw in requirements.splitlines():
+    for raw in requirements.split("\n"):  # lines as REQUIREMENTS_FILE_PATTERN reads them
         line = raw.split(" #", 1)[0].strip()
         if line and not line.startswith("#"):
             lines.append(line)
@@ -66,7 +98,7 @@ def requirement_lines(packages: list[str], requirements: str) -> list[str]:
                 f"requirement {line!r}: pip options are not allowed; the package index and find-links are each "
                 "worker's configuration (outpost worker run --pip-index-url/--pip-find-links)"
             )
-        if len(line) > MAX_REQUIREMENT_CHARS or not _REQUIREMENT_RE.match(line) or "://" in line:
+        if len(line) > MAX_REQUIREMENT_CHARS or not _REQUIREMENT_RE.match(line):
             raise BadRequest(f"requirement {line!r} is not a package requirement such as 'requests==2.32.3'")
     return list(dict.fromkeys(lines))
 
@@ -86,8 +118,6 @@ def put(cp: ControlPlane, name: str, body: RuntimeBody) -> tuple[dict[str, Any],
     """Create or replace an environment. -> (its view, created)."""
     if not NAME_RE.match(name):
         raise BadRequest(f"invalid runtime environment name {name!r}: letters, digits, '.', '_' or '-'")
-    if body.python is not None and not PYTHON_RE.match(body.python):
-        raise BadRequest(f"python must be a version such as 3.11, not {body.python!r}")
     lines = requirement_lines(body.packages, body.requirements)
     with cp.session() as s:
         env = s.get(RuntimeEnvironment, name)
@@ -169,7 +199,7 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         return list_all(cp)
 
     @r.get("/runtimes/{name}", dependencies=[READ])
-    def show_runtime(name: str) -> dict[str, Any]:
+    def show_runtime(name: NamePath) -> dict[str, Any]:
         return show(cp, name)
 
     @r.put(
@@ -177,18 +207,18 @@ def router(cp: ControlPlane, roles: RoleChecks) -> APIRouter:
         dependencies=[ADMIN],
         responses={200: {"description": "replaced"}, 201: {"description": "created"}},
     )
-    def put_runtime(name: str, body: RuntimeBody, response: Response) -> dict[str, Any]:
+    def put_runtime(name: NamePath, body: RuntimeBody, response: Response) -> dict[str, Any]:
         view, created = put(cp, name, body)
         response.status_code = 201 if created else 200
         return view
 
     @r.delete("/runtimes/{name}", status_code=204, dependencies=[ADMIN])
-    def delete_runtime(name: str) -> Response:
+    def delete_runtime(name: NamePath) -> Response:
         delete(cp, name)
         return Response(status_code=204)
 
     @r.put("/runbooks/{name}/runtime", dependencies=[AUTHOR])
-    def set_runtime(name: str, body: RunbookRuntimeBody) -> dict[str, Any]:
+    def set_runtime(name: NamePath, body: RunbookRuntimeBody) -> dict[str, Any]:
         return set_runbook_runtime(cp, name, body.environment)
 
     return r

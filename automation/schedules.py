@@ -150,7 +150,7 @@ def create(
     if not 1 <= interval <= MAX_INTERVAL:
         raise BadRequest(f"interval must be between 1 and {MAX_INTERVAL}")
     params = params or []
-    jobs.validate_params(params)
+    jobs.validate_params(jobs.azure_positional(params))  # as jobs.create will read them
     runbooks.published(cp, runbook)  # refuses an unpublished runbook with the usual message
     tz = _zone(time_zone)
     now = utcnow()

@@ -27,6 +27,23 @@ MAX_EXPIRY = timedelta(days=3650)
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
+
+def _one_to(n: int) -> str:
+    """A regex for the decimal numbers 1..n (no leading zeros): shorter ones, then same length digit by digit."""
+    digits = str(n)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for i, ch in enumerate(digits):
+        low, rest = (1 if i == 0 else 0), len(digits) - i - 1
+        if int(ch) > low:
+            parts.append(digits[:i] + f"[{low}-{int(ch) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "(" + "|".join([*parts, digits]) + ")"
+
+
+# TokenBody's expires_in: a positive count of one unit, at most MAX_EXPIRY (so the model, not a route, refuses more).
+DURATION_PATTERN = (
+    "^0*(" + "|".join(f"{_one_to(int(MAX_EXPIRY.total_seconds()) // sec)}{unit}" for unit, sec in _UNITS.items()) + ")$"
+)
+
 _t = ApiToken.__table__.c  # type: ignore[attr-defined]
 _BY_DIGEST = select(_t.name, _t.role, _t.groups_json, _t.expires_at).where(_t.token_hash == bindparam("d"))
 

@@ -80,7 +80,7 @@ def create(
     if not NAME_RE.match(name or ""):
         raise BadRequest(f"invalid webhook name {name!r}: use 1-128 letters, digits, '.', '_' or '-'")
     params = params or []
-    jobs.validate_params(params)
+    jobs.validate_params(jobs.azure_positional(params))  # as jobs.create will read them
     runbooks.published(cp, runbook)
     now = utcnow()
     if expires_at and expires_in_s is not None:

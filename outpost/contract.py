@@ -70,8 +70,22 @@ class RunbookType(StrEnum):
 # The one rule for names (runbooks, groups, workers, assets, schedules, webhooks, tokens).
 # \Z, not $: `$` also matches before a trailing newline, so "linux\n" passed as a name
 # that looked identical to "linux" in every listing.
-PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+# The *_PATTERN strings are what the OpenAPI models publish (JSON Schema and pydantic's regex engine:
+# `$` is the end of the text there); the *_RE are the same rules for Python's re.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+JOB_ID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"  # a UUID
+# A parameter's name, or Azure's positional `[PARAMETER n]` (automation/jobs.py turns those into positions).
+PARAM_NAME_OR_POSITION = "^(?:" + PARAM_NAME_PATTERN[1:-1] + r"|\[[Pp][Aa][Rr][Aa][Mm][Ee][Tt][Ee][Rr] [0-9]{1,6}\])$"
+PARAM_NAME_RE = re.compile(PARAM_NAME_PATTERN[:-1] + r"\Z")
+NAME_RE = re.compile(NAME_PATTERN[:-1] + r"\Z")
+# What a user reads when a value does not match one of the patterns (automation/middleware.py);
+# a module with patterns of its own adds them (automation/runtime_envs.py).
+PATTERN_HINTS = {
+    NAME_PATTERN: "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    PARAM_NAME_OR_POSITION: "start with a letter or '_', then up to 63 letters, digits, '_' or '-' (or [PARAMETER n])",
+    JOB_ID_PATTERN: "a job id is a UUID",
+}
 
 
 MAX_HELD_PER_POLL = 1024

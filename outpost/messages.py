@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
 
-from outpost.contract import MAX_HELD_PER_POLL, MAX_JOBS_PER_EVENTS_POST, JobStatus, RunbookType, StreamType
+from pydantic import BaseModel, BeforeValidator, Field, Strict, StrictBool, StringConstraints
+
+from outpost.contract import (
+    MAX_HELD_PER_POLL,
+    MAX_JOBS_PER_EVENTS_POST,
+    NAME_PATTERN,
+    PARAM_NAME_OR_POSITION,
+    JobStatus,
+    RunbookType,
+    StreamType,
+)
+
+# A name of a runbook, group, worker, asset, schedule, webhook, token or runtime environment: the model
+# says it, so the OpenAPI document shows the rule and a bad name is refused before a route runs.
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_OR_POSITION)]
+
+
+def _json_number(value: object) -> object:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# JSON's true is not 1 and "5" is not 5: request fields take the JSON type they publish, no coercion.
+StrictFloat = Annotated[float, Strict()]  # an integer is still a number
+JSON_NUMBER = BeforeValidator(_json_number)
+JsonInt = Annotated[int, JSON_NUMBER]  # 5 or 5.0 (JSON Schema's integer), never true or "5"
+NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]  # argv strings cannot hold a NUL
 
 
 class JobParam(BaseModel):
@@ -12,6 +40,16 @@ class JobParam(BaseModel):
 
     name: str | None = None
     value: str
+
+
+class JobParamBody(JobParam):
+    """A `JobParam` in a request (POST /jobs, a schedule, a webhook), with the rules automation/jobs.py applies.
+
+    JobParam itself stays loose: other doors (ARM) build it from their own input and refuse bad
+    parameters with their own error shape (jobs.validate_params)."""
+
+    name: ParamName | None = None
+    value: NoNul
 
 
 class RegisterRequest(BaseModel):
@@ -23,7 +61,7 @@ class RegisterRequest(BaseModel):
     os_name: str = ""
     os_version: str = ""
     agent_version: str = ""
-    force: bool = False
+    force: StrictBool = False
 
 
 class RegisterResponse(BaseModel):
@@ -36,9 +74,10 @@ class RegisterResponse(BaseModel):
 class JobLimits(BaseModel):
     """A job's resource limits (a worker group's, see automation/limits.py); None: not limited."""
 
-    memory_mb: int | None = Field(default=None, ge=8, le=16 * 1024 * 1024)
-    cpu_percent: float | None = Field(default=None, gt=0, le=100 * 1024)  # of one CPU: 200 = two CPUs
-    max_processes: int | None = Field(default=None, ge=1, le=4 * 1024 * 1024)
+    # Bounds ahead of the number check and inside the `| None`, or pydantic publishes them as "ge"/"le".
+    memory_mb: Annotated[int, Field(ge=8, le=16 * 1024 * 1024), JSON_NUMBER] | None = None
+    cpu_percent: Annotated[StrictFloat, Field(gt=0, le=100 * 1024)] | None = None  # of one CPU: 200 = two CPUs
+    max_processes: Annotated[int, Field(ge=1, le=4 * 1024 * 1024), JSON_NUMBER] | None = None
 
     def is_empty(self) -> bool:
         return self.memory_mb is None and self.cpu_percent is None and self.max_processes is None
@@ -100,7 +139,7 @@ class PollRequest(BaseModel):
     """
 
     held: list[str] | None = Field(default=None, max_length=MAX_HELD_PER_POLL)
-    settle: bool = True
+    settle: StrictBool = True
 
 
 class PollResponse(BaseModel):

@@ -17,15 +17,16 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from outpost.messages import Name, StrictFloat
 from telemetry.alerting import AlertEvaluator
 
 
 class MaintenanceIn(BaseModel):
-    worker: str | None = Field(default=None, description="silence this worker's alerts")
-    group: str | None = Field(default=None, description="silence the alerts of every worker of this group")
+    worker: Name | None = Field(default=None, description="silence this worker's alerts")
+    group: Name | None = Field(default=None, description="silence the alerts of every worker of this group")
     starts_at: datetime | None = Field(default=None, description="default: now")
     ends_at: datetime | None = None
-    duration_seconds: float | None = Field(default=None, gt=0, description="instead of ends_at")
+    duration_seconds: StrictFloat | None = Field(default=None, gt=0, description="instead of ends_at")
     comment: str = ""
 
 

@@ -172,6 +172,25 @@ def build_router(
     return router
 
 
+# The bodies the query routes read themselves (no model: Kusto clients send `properties` as a string or an
+# object), published so a client and the OpenAPI document know them.
+_NON_BLANK = {"type": "string", "minLength": 1, "pattern": "\\S"}
+_QUERY_BODY = {
+    "type": "object",
+    "required": ["query"],
+    "properties": {"query": {**_NON_BLANK, "maxLength": MAX_QUERY_CHARS, "description": "KQL"}, "timeout_s": {}},
+}
+_KUSTO_BODY = {
+    "type": "object",
+    "required": ["csl"],
+    "properties": {"db": {"description": "Outpost (not read)"}, "csl": _NON_BLANK, "properties": {}},
+}
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
     # -- queries ----------------------------------------------------------------
 
@@ -183,7 +202,7 @@ def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
         t = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
         return await run_in_threadpool(collector.query, text, timeout_s=t)
 
-    @router.post(QUERY, dependencies=[query_auth], tags=["query"])
+    @router.post(QUERY, dependencies=[query_auth], tags=["query"], openapi_extra=_body_doc(_QUERY_BODY))
     async def query(request: Request) -> Response:
         body = await _json_body(request)
         if not isinstance(body, dict):
@@ -223,7 +242,7 @@ def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
                     timeout = None
         return body["csl"], timeout
 
-    @router.post("/v2/rest/query", dependencies=[query_auth], tags=["kusto"])
+    @router.post("/v2/rest/query", dependencies=[query_auth], tags=["kusto"], openapi_extra=_body_doc(_KUSTO_BODY))
     async def kusto_v2(request: Request) -> Response:
         csl, timeout = await kusto_request(request)
         try:
@@ -241,7 +260,7 @@ def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
             )
         )
 
-    @router.post("/v1/rest/query", dependencies=[query_auth], tags=["kusto"])
+    @router.post("/v1/rest/query", dependencies=[query_auth], tags=["kusto"], openapi_extra=_body_doc(_KUSTO_BODY))
     async def kusto_v1(request: Request) -> Response:
         csl, timeout = await kusto_request(request)
         try:
@@ -250,7 +269,7 @@ def _query_routes(router: APIRouter, collector: Any, query_auth: Any) -> None:
             return JSONResponse(status_code=exc.status, content=kusto.error_body(exc))
         return JSONResponse(kusto.v1_response(result.columns, result.rows))
 
-    @router.post("/v1/rest/mgmt", dependencies=[query_auth], tags=["kusto"])
+    @router.post("/v1/rest/mgmt", dependencies=[query_auth], tags=["kusto"], openapi_extra=_body_doc(_KUSTO_BODY))
     async def kusto_mgmt(request: Request) -> Response:
         csl, _ = await kusto_request(request)
         try:

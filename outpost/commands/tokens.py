@@ -37,7 +37,7 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a token; its secret is printed once (JSON field `token`) and never again."""
-    body = {"role": role, "groups": group or None, "expires_in": expires_in}
+    body = {"role": role.strip().lower(), "groups": group or None, "expires_in": expires_in}
     with admin_client(url, token, ca_file) as client:
         created = request(client, "POST", f"/api/v1/tokens/{name}", json=body).json()
     if as_json:

@@ -52,8 +52,8 @@ def test_a_name_with_a_trailing_newline_is_not_a_second_name(server: Server):
     assert r.status_code == 400 and "invalid worker group name" in r.json()["detail"]
     with server.client() as c:
         draft = c.put("/api/v1/runbooks/hello%0A/draft", json={"type": "bash", "content": "true"})
-        assert draft.status_code == 400
-        assert c.put("/api/v1/assets/variables/region%0A", json={"value": 1}).status_code == 400
+        assert draft.status_code == 422 and "'hello\\n' is not valid" in draft.json()["detail"]
+        assert c.put("/api/v1/assets/variables/region%0A", json={"value": 1}).status_code == 422
 
 
 def test_parameters_too_big_to_exec_are_refused_up_front(server: Server):

@@ -281,7 +281,7 @@ def test_asset_bad_input_and_cli_errors(server):
         r = c.get("/api/v1/assets/widgets")
         assert r.status_code == 404
         r = c.put("/api/v1/assets/variables/bad name", json={"value": 1})
-        assert r.status_code == 400
+        assert r.status_code == 422 and "'bad name' is not valid" in r.json()["detail"]
 
 
 @pytest.mark.slow  # > 20 s: end to end with real processes
