@@ -1,14 +1,15 @@
 """CLI start-up benchmark: `outpost --help`, `--version` and `job list` against `python -c pass`.
 
 Each command runs as a new process, as a user types it; `job list` asks a real local
-`outpost server`. The baseline, the interpreter starting and exiting, is measured in the
-same run, so the ratio holds on a busy machine where the absolute times do not; each command's CPU
-time (user + system, from wait4) is shown too, which a busy machine inflates far less than wall time.
+`outpost server` holding 20 queued jobs, so it prints a real table. The baseline, the interpreter
+starting and exiting, is measured in the same run, so the ratio holds on a busy machine where the
+absolute times do not; each command's CPU time (user + system, from wait4) is shown too, which a
+busy machine inflates far less than wall time.
 
     .venv/bin/python bench/cli.py            # 7 runs of each, median
     .venv/bin/python bench/cli.py --runs 15
 
-Target on the 2-core reference machine: <= 0.25 s for each.
+Target on the 2-core reference machine: <= 0.25 s of CPU for each (the verdict column).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.helpers.procs import OUTPOST, Server  # noqa: E402  (shared process harness)
+from tests.helpers.api import publish, start_job  # noqa: E402
+from tests.helpers.procs import OUTPOST, Agent, Server  # noqa: E402  (shared process harness)
 
 TARGET_S = 0.25
 
@@ -49,6 +51,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="outpost-bench-cli-") as tmp:
         server = Server(Path(tmp) / "data").start(timeout=120)  # a busy machine starts it slowly
         try:
+            Agent(server, Path(tmp) / "worker", "bench", "bench1").register()  # a group, never polled
+            with server.client() as c:  # queued: `job list` has rows to lay out
+                publish(c, "bench-hello", "echo hi\n")
+                for _ in range(20):
+                    start_job(c, "bench-hello", group="bench")
             env = {**os.environ, **server.env()}
             rows = [("python -c pass", [sys.executable, "-c", "pass"])]
             rows += [(f"outpost {' '.join(a)}", [*OUTPOST, *a]) for a in (["--help"], ["--version"], ["job", "list"])]
@@ -63,9 +70,9 @@ def main() -> None:
     cpu = {label: statistics.median(c for _, c in got) for label, got in samples.items()}
     base_wall, base_cpu = wall[rows[0][0]], cpu[rows[0][0]]
     header = f"{'command':<22} {'wall':>8} {'x pass':>7} {'cpu':>8} {'x pass':>7}"
-    print(f"{header}  (target <= {TARGET_S} s; {opts.runs} runs)")
+    print(f"{header}  (target <= {TARGET_S} s CPU; {opts.runs} runs)")
     for label, _ in rows:
-        verdict = "" if label.startswith("python") else ("ok" if wall[label] <= TARGET_S else "over")
+        verdict = "" if label.startswith("python") else ("ok" if cpu[label] <= TARGET_S else "over")
         print(
             f"{label:<22} {wall[label]:>7.3f}s {wall[label] / base_wall:>6.1f}x "
             f"{cpu[label]:>7.3f}s {cpu[label] / base_cpu:>6.1f}x  {verdict}"

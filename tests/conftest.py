@@ -94,3 +94,46 @@ def shared_dir() -> Iterator[Path]:
     path.chmod(0o1777)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)  # Function items have it; a plugin's custom item may not
+    defs = info.name2fixturedefs.values() if info else []
+    return any(d and d[-1].scope in ("module", "package") for d in defs)
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection: the shares are of what runs
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each xdist worker's first share of the tests starts with the heavy modules: those with a test
+    marked slow, and those whose tests share a module-scoped fixture (a server, a fleet, a collector).
+
+    Worksteal hands worker i the i-th contiguous share of this list, and an idle worker takes the
+    back half of the busiest one's queue. In collection order, a long test near the end of a share
+    (the kusto-docs corpus, last of all) ran alone while the other workers idled, and a module
+    with a costly module fixture late in a share was split by stealing, so two workers each built
+    it (the live-conformance fleet, ~60 s). At the front of a share a module runs whole on one
+    worker, early. Heavy modules, whole and in collection order, are dealt round-robin over the
+    shares (a module counts once: one marked slow as a whole may hold many short cases); the other
+    tests fill each share to its size, in collection order. Every worker collects the same list,
+    so the order is the same on each.
+    """
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def heavy(group: list[pytest.Item]) -> bool:
+        return any(i.get_closest_marker("slow") or _shares_a_module_fixture(i) for i in group)
+
+    rest = [i for g in modules.values() if not heavy(g) for i in g]
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for n, group in enumerate(g for g in modules.values() if heavy(g)):
+        shares[n % workers].extend(group)
+    ordered: list[pytest.Item] = []
+    for n, share in enumerate(shares):
+        size = len(items) * (n + 1) // workers - len(items) * n // workers  # the share xdist sends worker n
+        fill = max(0, size - len(share)) if n < workers - 1 else len(rest)
+        ordered += share + rest[:fill]
+        rest = rest[fill:]
+    assert len(ordered) == len(items)
+    items[:] = ordered

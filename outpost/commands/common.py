@@ -3,54 +3,98 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 from urllib.parse import quote
 
 import typer
 
 from outpost.commands.client import Client, request
+from outpost.commands.table import cell_len, fit_widths, render_records, render_table, terminal_width
 from outpost.http_policy import ApiError
 from outpost.names import name_problem
 from outpost.settings import ENV_CA_FILE, ENV_TOKEN, ENV_URL
 
-if TYPE_CHECKING:
-    from rich.console import Console
+# The few rich-style markup tags the commands write ("[bold red]error:[/] ..."): ANSI on a terminal,
+# dropped elsewhere. Any other bracketed text (a "[PARAMETER 1]", a KQL "[0]") is printed as it is.
+_STYLES = {"bold": "1", "dim": "2", "italic": "3", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
+_TAG = re.compile(r"\[(/?)([a-z ]*)\]")
 
 
-class _LazyConsole:
-    """A rich Console made on first use: a command that prints only JSON, or one line, never imports rich."""
+class Console:
+    """Lines to stdout (or stderr) without rich: its import was most of a short command's start-up.
+
+    The stream is looked up on each print (a test runner swaps sys.stdout); the width is the
+    terminal's (COLUMNS first) unless set, as a test that wants wide tables does.
+    """
 
     def __init__(self, stderr: bool = False) -> None:
         self._stderr = stderr
-        self._console: Console | None = None
+        self._width: int | None = None
 
-    def _real(self) -> Console:
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(stderr=self._stderr)
-        return self._console
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real(), name)
+    @property
+    def file(self) -> TextIO:
+        return sys.stderr if self._stderr else sys.stdout
 
     @property
     def width(self) -> int:
-        return self._real().width
+        return self._width or terminal_width()
 
     @width.setter
-    def width(self, value: int) -> None:  # e.g. a test that wants wide tables
-        self._real().width = value
+    def width(self, value: int) -> None:
+        self._width = value
+
+    def color(self) -> bool:
+        isatty = getattr(self.file, "isatty", None)
+        return bool(isatty and isatty()) and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+    def _markup(self, text: str) -> str:
+        color = self.color()
+        open_codes: list[str] = []
+
+        def tag(match: re.Match[str]) -> str:
+            closing, names = match.group(1), match.group(2).split()
+            if closing and not names:  # "[/]" closes the innermost style
+                if not open_codes:
+                    return match.group(0)
+                open_codes.pop()
+            elif names and all(n in _STYLES for n in names):
+                if closing:
+                    codes = ";".join(_STYLES[n] for n in names)
+                    if codes in open_codes:
+                        open_codes.remove(codes)
+                else:
+                    open_codes.append(";".join(_STYLES[n] for n in names))
+            else:
+                return match.group(0)
+            if not color:
+                return ""
+            return "\x1b[0m" + "".join(f"\x1b[{c}m" for c in open_codes)
+
+        shown = _TAG.sub(tag, text)
+        return shown + "\x1b[0m" if color and open_codes else shown
+
+    def print(self, text: object = "", *, markup: bool = True, **_rich_options: object) -> None:
+        """One line as it is (never re-wrapped: a long token or URL stays whole for copy and paste)."""
+        line = str(text)
+        self.file.write((self._markup(line) if markup else line) + "\n")
+
+    def rule(self, title: str = "") -> None:
+        """A full-width line with `title` in the middle: ──── title ────."""
+        middle = f" {title} " if title else ""
+        side = max(0, self.width - cell_len(middle))
+        self.file.write("─" * (side // 2) + middle + "─" * (side - side // 2) + "\n")
 
 
-console = _LazyConsole()
-err_console = _LazyConsole(stderr=True)
+console = Console()
+err_console = Console(stderr=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar=ENV_URL, help="Server URL.", show_default=False)]
 TokenOpt = Annotated[
@@ -175,20 +219,35 @@ def _is_id(column: str) -> bool:
     return column == "id" or column.endswith("_id")
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
-    """A table; ids are shown whole (never folded), timestamps as "5 min ago"."""
-    from rich.table import Table
+def print_records(columns: Sequence[str], rows: Sequence[Sequence[str]], hint: str) -> None:
+    """One block per row (for results too wide for a table), and on stderr how to see every column."""
+    for line in render_records(columns, rows):
+        console.print(f"[bold]{line}[/]" if line.startswith("── row ") else line, markup=line.startswith("── row "))
+    sys.stderr.write(f"({len(columns)} columns: too wide for a table here; {hint})\n")
 
-    table = Table(title=title, show_lines=False)
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    """A table as wide as the terminal; ids are shown whole (never folded), timestamps as "5 min ago".
+
+    Other cells fold to fit; when they would fold below readable, one block per row instead.
+    """
     cells = [[table_cell(row.get(c)) for c in columns] for row in rows]
-    for i, col in enumerate(columns):
-        if _is_id(col):
-            table.add_column(col, no_wrap=True, min_width=max([len(r[i]) for r in cells] + [len(col)]))
-        else:
-            table.add_column(col, overflow="fold")
-    for row_cells in cells:
-        table.add_row(*row_cells)
-    console.print(table)
+    natural = [max([len(c)] + [cell_len(ln) for r in cells for ln in r[i].split("\n")]) for i, c in enumerate(columns)]
+    widths = fit_widths(natural, [_is_id(c) for c in columns], console.width)
+    if widths is None:
+        if title:
+            console.print(title, markup=False)
+        print_records(columns, cells, "--json prints every column")
+        return
+    lines = render_table(columns, cells, widths)
+    if title:
+        total = cell_len(lines[0])
+        console.print(f"[italic]{title.center(total).rstrip()}[/]" if cell_len(title) < total else title)
+    bold = console.color()
+    in_header = True  # the header's lines (wrapped, it may take several) come before "┡━╇━┩"
+    for line in lines:
+        in_header = in_header and not line.startswith("┡")
+        console.file.write(f"\x1b[1m{line}\x1b[0m\n" if bold and in_header and line.startswith("┃") else line + "\n")
 
 
 def parse_params(values: Sequence[str]) -> list[dict[str, str | None]]:

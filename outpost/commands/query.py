@@ -11,7 +11,17 @@ from typing import Annotated, Any
 import typer
 
 from outpost.commands.client import request
-from outpost.commands.common import CaFileOpt, JsonOpt, TokenOpt, UrlOpt, admin_client, console, fail, print_table
+from outpost.commands.common import (
+    CaFileOpt,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    admin_client,
+    console,
+    fail,
+    print_records,
+    print_table,
+)
 from outpost.http_policy import ApiError
 
 QUERY_PATH = "/api/v1/query"
@@ -43,17 +53,6 @@ def _too_wide(columns: list[str], rows: list[dict[str, str]], width: int) -> boo
     """Whether a table would squeeze cells below readable: each column wants its header or up to 20 characters."""
     wanted = sum(min(20, max([len(c)] + [len(r[c]) for r in rows])) + 3 for c in columns) + 1
     return wanted > width
-
-
-def _print_records(columns: list[str], rows: list[dict[str, str]]) -> None:
-    """One block per row, `column  value`, empty columns left out."""
-    pad = max(len(c) for c in columns)
-    for i, row in enumerate(rows, 1):
-        console.print(f"[bold]── row {i} of {len(rows)}[/]", highlight=False)
-        for c in columns:
-            if row[c] != "":
-                console.print(f"{c:<{pad}}  {row[c]}", highlight=False, soft_wrap=True, markup=False)
-    typer.echo(f"({len(columns)} columns: too wide for a table here; --json or --csv print every column)", err=True)
 
 
 def query(
@@ -92,7 +91,7 @@ def query(
     else:
         shown = [{c: _shown(v) for c, v in zip(columns, r, strict=False)} for r in rows]
         if columns and _too_wide(columns, shown, console.width):
-            _print_records(columns, shown)
+            print_records(columns, [[r[c] for c in columns] for r in shown], "--json or --csv print every column")
         else:
             print_table(shown, columns)
         if data.get("truncated"):

@@ -305,3 +305,27 @@ def test_cli_goes_through_the_http_proxy_of_the_environment(server: Server, tmp_
         assert bypassed.returncode == 0, bypassed.stderr  # NO_PROXY: straight to the server
     finally:
         proxy.close()
+
+
+def test_tables_fit_the_terminal_and_too_narrow_ones_become_records(server: Server, worker: Agent) -> None:
+    with server.client() as c:
+        publish(c, "a-runbook-with-a-rather-long-name-to-fold", "echo hi\n")
+        job_id = start_job(c, "a-runbook-with-a-rather-long-name-to-fold")
+        wait_job(c, job_id)
+    wide = cli("job", "list", env={**server.env(), "COLUMNS": "200"})
+    assert wide.returncode == 0, wide.stderr
+    header = wide.stdout.splitlines()[1]
+    assert header.split() == ["┃", "id", "┃", "runbook", "┃", "run_on", "┃", "status", "┃", "worker", "┃",
+                              "created_at", "┃", "ended_at", "┃"], wide.stdout  # fmt: skip
+    assert any(job_id in ln and "a-runbook-with-a-rather-long-name-to-fold" in ln for ln in wide.stdout.splitlines())
+    # 80 columns: the runbook name folds over lines, the id stays whole on one.
+    folded = cli("job", "list", env={**server.env(), "COLUMNS": "80"}).stdout.splitlines()
+    assert all(len(line) <= 80 for line in folded), folded
+    assert any(job_id in line for line in folded) and not any("a-runbook-with-a-rather-long" in ln for ln in folded)
+    # 45 columns: a 36-character id leaves no readable room beside it: one block per row, and how to see all.
+    narrow = cli("job", "list", env={**server.env(), "COLUMNS": "45"})
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert lines[0].startswith("── row 1 of "), lines
+    assert f"id          {job_id}" in lines and "runbook     a-runbook-with-a-rather-long-name-to-fold" in lines
+    assert "--json prints every column" in narrow.stderr

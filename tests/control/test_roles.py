@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,7 +29,16 @@ def _token(server: Server, name: str, role: str, **extra: Any) -> str:
     return r.json()["token"]
 
 
-def _call(server: Server, method: str, path: str, token: str | None) -> httpx.Response:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the tests here that only add tokens, runbooks and workers of names of their own
+    (test_token_cli, which lists every token, starts its own)."""
+    server = Server(tmp_path_factory.mktemp("roles") / "server").start()
+    yield server
+    server.stop()
+
+
+def _call(http: httpx.Client, server: Server, method: str, path: str, token: str | None) -> httpx.Response:
     for key, value in PLACEHOLDERS.items():
         path = path.replace("{" + key + "}", value)
     while "{" in path:  # any other path parameter: a name that does not exist
@@ -36,7 +46,7 @@ def _call(server: Server, method: str, path: str, token: str | None) -> httpx.Re
         path = path[:start] + "nosuch-x" + path[end + 1 :]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = {} if method in ("post", "put", "patch") else None
-    return httpx.request(method.upper(), f"{server.url}{path}", json=body, headers=headers, timeout=30)
+    return http.request(method.upper(), f"{server.url}{path}", json=body, headers=headers)
 
 
 def test_every_route_declares_its_role_and_the_matrix_holds(server: Server, make_agent):
@@ -45,6 +55,7 @@ def test_every_route_declares_its_role_and_the_matrix_holds(server: Server, make
     tokens = {role: _token(server, f"t-{role}", role) for role in RANK}
     spec = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
     checked = 0
+    http = httpx.Client(timeout=30)  # one keep-alive connection for the ~900 calls (a client each was most of the time)
     for path, operations in spec["paths"].items():
         for method, op in operations.items():
             role = op.get("x-outpost-role")
@@ -56,12 +67,12 @@ def test_every_route_declares_its_role_and_the_matrix_holds(server: Server, make
                 continue
             # Regenerating a real key would break the rest of the suite's registrations: the placeholder
             # key name "nosuch" makes it a 400 for those allowed, which still proves the gate.
-            anonymous = _call(server, method, path, None)
+            anonymous = _call(http, server, method, path, None)
             assert anonymous.status_code == 401, (method, path, anonymous.text)
-            worker = _call(server, method, path, worker_credential)
+            worker = _call(http, server, method, path, worker_credential)
             assert worker.status_code in (401, 403), (method, path, worker.text)
             for who, token in tokens.items():
-                r = _call(server, method, path, token)
+                r = _call(http, server, method, path, token)
                 if RANK[who] < RANK[role]:
                     assert r.status_code == 403, (who, method, path, r.status_code, r.text)
                     assert f"needs role {role}" in r.json()["detail"]
@@ -69,6 +80,7 @@ def test_every_route_declares_its_role_and_the_matrix_holds(server: Server, make
                     assert r.status_code not in (401, 403), (who, method, path, r.status_code, r.text)
                     assert r.status_code < 500, (who, method, path, r.status_code, r.text)
                 checked += 1
+    http.close()
     assert checked > 100  # the walk really covered the API
 
 
@@ -147,7 +159,8 @@ def test_a_revoked_token_is_refused_at_once_by_another_replica(make_server, pg_u
     assert refused.status_code == 401, refused.text
 
 
-def test_token_cli(server: Server):
+def test_token_cli(make_server):
+    server = make_server()
     env = server.env()
     created = cli("token", "create", "dash", "--role", "reader", "--json", env=env)
     assert created.returncode == 0, created.stderr
@@ -182,7 +195,7 @@ def test_the_standalone_collector_takes_named_tokens(server: Server, tmp_path):
 
     collector = CollectorProc(tmp_path / "telemetry", ["--control-plane-url", server.url]).start()
     try:
-        reader, operator = _token(server, "grafana", "reader"), _token(server, "oncall", "operator")
+        reader, operator = _token(server, "collector-reader", "reader"), _token(server, "oncall", "operator")
 
         def call(method: str, path: str, token: str, **kw: Any) -> httpx.Response:
             return httpx.request(method, f"{collector.url}{path}", headers={"Authorization": f"Bearer {token}"},
@@ -203,7 +216,7 @@ def test_the_standalone_collector_takes_named_tokens(server: Server, tmp_path):
             call("POST", "/api/v1/telemetry/forward", reader, json={"replica": "x", "records": []}).status_code == 401
         )
         with server.client() as c:
-            assert c.delete("/api/v1/tokens/grafana").status_code == 200
+            assert c.delete("/api/v1/tokens/collector-reader").status_code == 200
         revoked = call("POST", "/api/v1/query", reader, **query)
         assert revoked.status_code == 401, revoked.text  # at once: no cache
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers.procs import OUTPOST, Server, free_port, stop_process, wait_until
+from tests.helpers.procs import OUTPOST, Server, free_port, stop_process, tls_context, wait_until
 
 REPLICA_TOKEN = "opr_test-replica-token"
 COLLECTOR_ADMIN = "opa_test-collector-admin"
@@ -39,7 +39,7 @@ class CollectorProc:
             if self.proc and self.proc.poll() is not None:
                 raise AssertionError(f"collector exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+                return httpx.get(f"{self.url}/api/v1/health", timeout=1, verify=tls_context()).status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -63,7 +63,7 @@ def query(server: Server, kql: str) -> list[list]:
 
 def metric(server: Server, name: str, **labels: str) -> float | None:
     """One sample of /metrics (labels matched exactly as given), or None when absent."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    text = httpx.get(f"{server.url}/metrics", timeout=10, verify=server.verify()).text
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     pattern = re.escape(f"{name}{{{want}}}" if labels else name) + r" ([0-9.e+-]+)$"
     found = re.search(pattern, text, re.MULTILINE)

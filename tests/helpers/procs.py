@@ -25,6 +25,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_TLS_CONTEXTS: dict[tuple[str, int] | None, ssl.SSLContext] = {}
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """What httpx verifies against (`ca_file`, else certifi's bundle), made once per file and kept.
+
+    httpx loads the CA bundle for every Client it makes when given verify=True, ~30 ms of CPU even for
+    http://127.0.0.1: the health polls of a starting server took more CPU than the server's start-up.
+    A rewritten `ca_file` (new mtime) gets a new context.
+    """
+    key = (ca_file, os.stat(ca_file).st_mtime_ns) if ca_file else None
+    if key not in _TLS_CONTEXTS:
+        import certifi
+
+        _TLS_CONTEXTS[key] = ssl.create_default_context(cafile=ca_file or certifi.where())
+    return _TLS_CONTEXTS[key]
+
+
 def stop_process(proc: subprocess.Popen[str] | None, sig: int, grace_s: float) -> None:
     """Send `sig`; SIGKILL if the process has not exited after `grace_s`."""
     if proc and proc.poll() is None:
@@ -116,8 +134,8 @@ class Server:
         self.log_path = data_dir.parent / f"server-{self.port}.log"
         self.scheme = "https" if "--tls-cert" in self.extra else "http"
 
-    def verify(self) -> ssl.SSLContext | bool:
-        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+    def verify(self) -> ssl.SSLContext:
+        return tls_context(self.ca_file)
 
     @property
     def url(self) -> str:
