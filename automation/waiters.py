@@ -41,6 +41,7 @@ from typing import Any
 log = logging.getLogger("outpost.dispatch")
 
 HOLD_JITTER = 0.2
+EXPIRY_TICK_S = 0.25
 
 Claim = Callable[[], list[Any]]  # store work: claim for one poll (sync; run through `run`)
 MustClaim = Callable[[], Awaitable[bool]]  # must this poll claim although the queue is known empty?
@@ -169,7 +170,13 @@ class Dispatcher:
         # network blip) would otherwise time out and re-poll in one burst every hold, for ever.
         hold_s *= 1 - HOLD_JITTER * random.random()
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(claim, loop.create_future(), loop.time() + hold_s, gone)
+        deadline = loop.time() + hold_s
+        if hold_s >= 4 * EXPIRY_TICK_S:
+            # On the tick grid: the polls that expire within one tick share one loop wake-up (and so,
+            # mostly, do their re-polls). Each wake-up of an idle server costs about as much CPU as
+            # the poll itself here, and a parked fleet's expiries otherwise come one by one.
+            deadline = math.floor(deadline / EXPIRY_TICK_S) * EXPIRY_TICK_S
+        waiter = _Waiter(claim, loop.create_future(), deadline, gone)
         key = next(self._ids)
         group.waiters[key] = waiter
         # One timer per parked poll; cheaper than wait_for(shield(...)), which a fleet pays per poll.

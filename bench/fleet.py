@@ -489,8 +489,9 @@ def main() -> None:
     for r in done:
         if r.scenario.endswith("-poll"):
             print(
-                f"{r.scenario}: {r.polls_per_s:.0f} polls/s, mean wait {r.mean_wait_ms / 1000:.1f} s "
-                f"(long-poll mean x{r.mean_wait_ms / max(big.mean_wait_ms, 1e-9):.0f} slower)"
+                f"{r.scenario}: {r.polls_per_s:.0f} polls/s, mean wait {r.mean_wait_ms:.0f} ms "
+                f"(x{r.mean_wait_ms / max(big.mean_wait_ms, 1e-9):.1f} the long-poll's), idle "
+                f"x{r.idle_cpu_pct / max(big.idle_cpu_pct, 1e-9):.1f} the long-poll's"
             )
 
 
