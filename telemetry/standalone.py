@@ -302,6 +302,7 @@ def collector(
             ssl_certfile=str(tls_cert) if tls_cert else None,
             ssl_keyfile=str(tls_key) if tls_key else None,
         )
+        http_server.settle_heap()
         uvicorn.Server(config).run()
     finally:
         evaluator.stop()

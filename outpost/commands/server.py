@@ -269,6 +269,7 @@ def server(
             access_log=False,
             timeout_graceful_shutdown=1,  # long-polls are retried by agents; do not hold a restart for them
         )
+        http_server.settle_heap()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         # Every exit path closes DuckDB: an open connection at interpreter exit prints nanobind leak warnings.
