@@ -12,6 +12,7 @@ a connection (and the app's task waiting for the body) forever. `TimedHttp` clos
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 from typing import Any
 
@@ -45,6 +46,9 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    # At exit the frozen objects must be collectable again: the interpreter's last collection
+    # skips frozen ones, and DuckDB's bindings (nanobind) then report them as leaked.
+    atexit.register(gc.unfreeze)
 
 
 class TimedHttp(HttpToolsProtocol):
