@@ -128,6 +128,8 @@ def server(
     for path in (tls_cert, tls_key):
         if path is not None and not path.is_file():
             fail(f"{path} does not exist or is not a file", 2)
+    if collector_url and not collector_url.startswith(("http://", "https://")):
+        fail(f"--collector-url {collector_url!r}: expected http(s)://host:port", 2)
     # Everything that can refuse the start does so before a store is opened or a credential printed.
     lock = startup.lock_data_dir(data_dir)  # noqa: F841 (held until the process exits)
     if tls_cert is not None and tls_key is not None:
@@ -151,8 +153,6 @@ def server(
         creds = secrets.ensure_credentials(s, data_dir)
 
     if collector_url:
-        if not collector_url.startswith(("http://", "https://")):
-            fail(f"--collector-url {collector_url!r}: expected http(s)://host:port", 2)
         collector_token = collector_token or creds.admin_token  # a collector started with this account's token
         if not collector_token:
             fail("--collector-url needs --collector-token (or OUTPOST_COLLECTOR_TOKEN): the replica token", 2)
