@@ -16,7 +16,6 @@ Both validate with the same bounds and the same `PollRequest` model, so they can
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
@@ -114,7 +113,7 @@ def _params(scope: Scope, default_wait: float) -> tuple[float, int] | None:
                 max_jobs = int(value)
     except ValueError:
         return None
-    if not (0 <= wait <= MAX_WAIT_S) or math.isnan(wait) or not (1 <= max_jobs <= MAX_JOBS_PER_POLL):
+    if not (0 <= wait <= MAX_WAIT_S and 1 <= max_jobs <= MAX_JOBS_PER_POLL):  # NaN fails both comparisons
         return None
     return wait, max_jobs
 
